@@ -1,0 +1,81 @@
+"""Plain records passed between the steps of the flow; they carry citation metadata end to end."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Document:
+    """One government document found in a corpus file (a notice, the plan it issues, a chronicle)."""
+
+    id: str
+    source_file: str
+    title: str
+    notice_title: str = ""  # the 通知 that issues the plan, when `title` is the plan's title
+    doc_number: str = ""  # 文号, e.g. 宁政办发〔2022〕30号
+    issuer: str = ""
+    date: str = ""  # ISO date, "" when the text gives none
+    region: str = ""
+    gazette: str = ""  # gazette name and issue
+    trial: bool = False  # 试行
+    effective_date: str = ""  # 施行日期, ISO
+    repeals: list[str] = field(default_factory=list)  # documents it repeals (同时废止)
+    start: int = 0  # character offsets of the document in the source file's text
+    end: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Article:
+    """One citable clause: 第X条, or a numbered section of a plan, with its heading path."""
+
+    id: str
+    doc_id: str
+    label: str  # 第二十一条, （三）, 5., 3.2.2 ...
+    path: list[str]  # heading path, outermost first, ending with this article's heading
+    text: str
+    start: int  # character offsets into the source file's text
+    end: int
+    part: int = 0  # >0 when a long clause was cut into parts
+    document: Document | None = None
+
+    def to_dict(self) -> dict:
+        doc = self.document
+        return {
+            "id": self.id,
+            "doc_id": self.doc_id,
+            "doc_title": doc.title if doc else "",
+            "notice_title": doc.notice_title if doc else "",
+            "doc_number": doc.doc_number if doc else "",
+            "issuer": doc.issuer if doc else "",
+            "date": doc.date if doc else "",
+            "region": doc.region if doc else "",
+            "trial": doc.trial if doc else False,
+            "effective_date": doc.effective_date if doc else "",
+            "source_file": doc.source_file if doc else "",
+            "label": self.label,
+            "path": list(self.path),
+            "part": self.part,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+        }
+
+
+@dataclass
+class Hit:
+    """A retrieved article with its score (0..1, higher is better; thresholdable for refusals)."""
+
+    article: Article
+    score: float
+    dense_score: float = 0.0
+    keyword_score: float = 0.0
+    via: str = "hybrid"  # "hybrid" or "lookup"
+
+    def to_dict(self) -> dict:
+        data = self.article.to_dict()
+        data["score"] = round(self.score, 4)
+        return data

@@ -1,0 +1,151 @@
+"""Article splitting rules, each on a small hand-written text."""
+
+from qa.articles import cut_into_parts, match_heading, split_articles
+from qa.models import Document
+from qa.text import cn_to_int, compact, int_to_cn
+
+
+def articles_of(text: str, target: int = 600, max_chars: int = 1200):
+    doc = Document(id="d1", source_file="t.txt", title="测试办法", start=0, end=len(text))
+    return split_articles(doc, text, target_chars=target, max_chars=max_chars)
+
+
+MEASURES = """第一章 总 则
+第一条 为规范热线运行，制定本办法。
+第二条 热线受理企业和群众诉求。依照本办法第五条
+第五条规定的情形除外。
+第二章 工作流程
+第三条 宁夏 12345 热线运行管理适用本办法，法律、法规另有规定的从其规定。
+第四条 办理反馈：
+（一）一般诉求5个工作日内办结。
+（二）延期最多2次，每次不超过5个工作日。
+"""
+
+
+def test_each_numbered_article_is_one_unit_with_its_chapter_in_the_path():
+    articles = articles_of(MEASURES)
+    labels = [a.label for a in articles]
+    assert labels == ["第一条", "第二条", "第三条", "第四条"]
+    fourth = articles[-1]
+    assert fourth.path == ["第二章 工作流程", "第四条"]
+    assert "（二）延期最多2次" in fourth.text
+
+
+def test_cross_reference_at_line_start_is_not_a_heading():
+    second = articles_of(MEASURES)[1]
+    assert "第五条规定的情形除外" in second.text
+
+
+def test_heading_with_body_on_the_same_line_is_one_article():
+    third = articles_of(MEASURES)[2]
+    assert third.label == "第三条"
+    # The chapter heading travels with its first article; the article's own line is kept whole.
+    assert third.text.splitlines() == ["第二章 工作流程", "第三条 宁夏 12345 热线运行管理适用本办法，法律、法规另有规定的从其规定。"]
+
+
+PLAN = """一、总体要求
+坚持问题导向。
+二、主要任务
+（一）强化热线管理。
+1. 整合热线。将未纳入 12345 热线平台统一管理
+
+的热线做好归并工作。
+2. 规范办理。按时办结。
+（二）加强知识库建设。
+完善知识库。
+三、保障措施
+（一）加强组织领导。各地要高度重视。
+"""
+
+
+def test_plan_sections_nest_and_keep_the_heading_path():
+    articles = articles_of(PLAN, target=20)
+    paths = [a.path for a in articles]
+    assert ["二、主要任务", "（一）强化热线管理", "1.整合热线"] in paths
+    assert ["三、保障措施", "（一）加强组织领导"] in paths
+
+
+def test_short_section_stays_whole():
+    articles = articles_of(PLAN, target=600)
+    assert [a.label for a in articles] == ["一、", "二、", "三、"]
+
+
+def test_sentence_cut_by_a_page_break_continues():
+    articles = articles_of(PLAN, target=20)
+    merged = next(a for a in articles if "整合热线" in a.text)
+    assert "统一管理的热线做好归并工作" in merged.text
+
+
+def test_intro_heading_travels_with_its_first_subsection():
+    articles = articles_of(PLAN, target=20)
+    first_task = next(a for a in articles if a.path[-1] == "1.整合热线")
+    assert first_task.text.startswith("二、主要任务")
+
+
+def test_numbering_must_run_on():
+    # One skipped number is tolerated (gazettes skip numbers); a larger jump is body text.
+    text = "一、总则\n内容。\n五、这不是标题因为中间缺了三个\n（二）也不是。\n"
+    articles = articles_of(text, target=5)
+    assert [a.label for a in articles] == ["一、"]
+    assert "五、这不是标题" in articles[0].text and "（二）也不是" in articles[0].text
+
+
+def test_dotted_numbering():
+    text = "1 总则\n说明。\n1.1 适用范围。\n本预案适用。\n1.2 工作原则。\n坚持人民至上。\n2 组织体系\n2.1 领导机构。\n设立委员会。\n"
+    articles = articles_of(text, target=10)
+    assert [a.path for a in articles][-1] == ["2 组织体系", "2.1 领导机构"]
+    assert [a.label for a in articles] == ["1.1", "1.2", "2.1"]
+    assert articles[0].text.startswith("1 总则\n说明。\n1.1 适用范围。")
+
+
+def test_table_rows_stay_with_their_heading():
+    rows = "\n".join(f"{n}\t事项{n}\t区审批局\t" for n in range(1, 6))
+    text = f"一、任务分工\n{rows}\n二、工作要求\n按时完成。\n"
+    articles = articles_of(text, target=10)
+    assert articles[0].label == "一、"
+    assert "5\t事项5\t区审批局" in articles[0].text
+
+
+def test_long_clause_is_cut_at_sentence_ends_into_parts_under_the_same_path():
+    sentence = "各级热线管理机构应当加强数据管理，确保数据安全。"
+    text = "第一条 " + sentence * 120 + "\n"
+    articles = articles_of(text, max_chars=1200)
+    assert len(articles) > 1
+    assert all(len(a.text) <= 1200 for a in articles)
+    assert all(a.label == "第一条" and a.path == ["第一条"] for a in articles)
+    assert [a.part for a in articles] == list(range(1, len(articles) + 1))
+    assert all(a.text.endswith("。") for a in articles)
+    assert compact("".join(a.text for a in articles)) == compact(text)
+
+
+def test_cut_into_parts_handles_a_sentence_longer_than_a_part():
+    spans = cut_into_parts("字" * 2500, 1200)
+    assert all(b - a <= 1200 for a, b in spans) and spans[-1][1] == 2500
+
+
+def test_page_numbers_are_dropped():
+    text = "一、总体要求\n坚持问题导向，\n— 12 —\n推动工作落实。\n"
+    article = articles_of(text)[0]
+    assert "12" not in article.text
+    assert "坚持问题导向，推动工作落实。" in article.text or "坚持问题导向，\n推动工作落实。" in article.text
+
+
+def test_offsets_map_back_to_the_source():
+    articles = articles_of(PLAN, target=20)
+    for article in articles:
+        assert compact(article.text)[:8] == compact(PLAN[article.start:article.end])[:8]
+
+
+def test_heading_shapes():
+    assert match_heading("第二十一条 办理反馈：").label == "第二十一条"
+    assert match_heading("（三）强化督办。").title == "（三）强化督办"
+    assert match_heading("- (一) 因建议没有得到采纳").label == "（一）"
+    assert match_heading("3.2.2 预警。").label == "3.2.2"
+    assert match_heading("序号\t事项") is None
+    assert match_heading("2022年5月") is None
+
+
+def test_chinese_numerals_round_trip():
+    for n in (1, 10, 11, 20, 21, 99, 100, 103, 110, 120):
+        assert cn_to_int(int_to_cn(n)) == n
+    assert cn_to_int("二十一") == 21 and int_to_cn(43) == "四十三"
