@@ -31,6 +31,11 @@ class Settings:
     max_article_chars: int = 1200
     # A section up to this long stays one article; a longer one is split into its sub-sections.
     article_target_chars: int = 600
+    # FAISS: exact search below this many articles, HNSW graph search from it on.
+    hnsw_threshold: int = 200_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 80
+    hnsw_ef_search: int = 64
     top_k: int = 10
     # Candidates each retriever contributes before fusion.
     candidate_k: int = 50
@@ -38,6 +43,8 @@ class Settings:
     rrf_k: int = 60
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
+    # Share of a named document's distinctive character pairs a title must hold for direct lookup.
+    lookup_min_overlap: float = 0.5
     # Below this top-hit score the answer step refuses (calibrated on the dev set).
     refusal_threshold: float = 0.5
     max_question_chars: int = 2000

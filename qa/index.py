@@ -1,0 +1,267 @@
+"""Step 4 of the flow: articles -> a FAISS vector index and a BM25 keyword index on disk.
+
+Layout of ``index/``: each build is written into a fresh ``v-<id>/`` folder, then the ``CURRENT``
+file is atomically replaced to point at it, so a build killed half-way leaves the previous index in
+use. A build re-embeds only articles whose passage text (or the model) changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+
+from qa.config import Settings
+from qa.corpus import Corpus, load_corpus
+from qa.keywords import corpus_terms, load_user_dictionary, tokenize, write_user_dictionary
+from qa.models import Article, Document
+
+FORMAT_VERSION = 1
+CURRENT_POINTER = "CURRENT"
+
+
+class IndexUnavailable(Exception):
+    """The index is missing, corrupt, or was built by another model; the message says which."""
+
+
+def passage_text(article: Article) -> str:
+    """What is embedded and keyword-indexed for an article: its document title and heading path give
+    a clause the context a reader has (a bare "（三）按时办结。" says little on its own)."""
+    doc = article.document
+    head = " ".join(filter(None, [doc.title if doc else "", " > ".join(article.path[:-1])]))
+    return f"{head}\n{article.text}" if head else article.text
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Manifest:
+    fingerprint: str
+    dimension: int
+    files: dict[str, str]  # corpus file name -> sha256 of its text
+    article_ids: list[str]
+    passage_hashes: list[str]
+    faiss_type: str
+    built_at: float
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        return cls(**json.loads(text))
+
+
+@dataclass
+class LoadedIndex:
+    manifest: Manifest
+    articles: list[Article]
+    vectors: faiss.Index
+    keywords: bm25s.BM25
+    folder: Path
+
+
+def make_vector_index(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, str]:
+    """Exact inner product (cosine on normalised vectors) for small corpora; HNSW past a size where
+    a flat scan stops being fast."""
+    dimension = vectors.shape[1]
+    if len(vectors) >= settings.hnsw_threshold:
+        index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = settings.hnsw_ef_construction
+        index.hnsw.efSearch = settings.hnsw_ef_search
+        kind = "HNSWFlat"
+    else:
+        index = faiss.IndexFlatIP(dimension)
+        kind = "FlatIP"
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index, kind
+
+
+def current_folder(index_dir: Path) -> Path | None:
+    pointer = index_dir / CURRENT_POINTER
+    if not pointer.exists():
+        return None
+    folder = index_dir / pointer.read_text(encoding="utf-8").strip()
+    return folder if folder.is_dir() else None
+
+
+def _read_articles(folder: Path) -> list[Article]:
+    documents: dict[str, Document] = {}
+    for line in (folder / "documents.jsonl").read_text(encoding="utf-8").splitlines():
+        data = json.loads(line)
+        documents[data["id"]] = Document(**data)
+    articles = []
+    for line in (folder / "articles.jsonl").read_text(encoding="utf-8").splitlines():
+        data = json.loads(line)
+        articles.append(
+            Article(
+                id=data["id"],
+                doc_id=data["doc_id"],
+                label=data["label"],
+                path=data["path"],
+                text=data["text"],
+                start=data["start"],
+                end=data["end"],
+                part=data["part"],
+                document=documents[data["doc_id"]],
+            )
+        )
+    return articles
+
+
+def load_index(settings: Settings, fingerprint: str | None = None) -> LoadedIndex:
+    """Load the current index; raises :class:`IndexUnavailable` with a clear reason otherwise."""
+    folder = current_folder(settings.index_dir)
+    if folder is None:
+        raise IndexUnavailable(f"no index in {settings.index_dir}; run `python -m qa build`")
+    try:
+        manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.version != FORMAT_VERSION:
+            raise IndexUnavailable(f"index format {manifest.version} is not {FORMAT_VERSION}; rebuild it")
+        if fingerprint is not None and manifest.fingerprint != fingerprint:
+            raise IndexUnavailable(
+                f"index was built with {manifest.fingerprint}, not the configured {fingerprint}; rebuild it"
+            )
+        articles = _read_articles(folder)
+        vectors = faiss.read_index(str(folder / "vectors.faiss"))
+        keywords = bm25s.BM25.load(str(folder / "keywords"))
+        load_user_dictionary(folder / "userdict.txt")
+    except IndexUnavailable:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise IndexUnavailable(f"index in {folder} is unreadable ({error}); rebuild it") from error
+    if [a.id for a in articles] != manifest.article_ids or vectors.ntotal != len(articles):
+        raise IndexUnavailable(f"index in {folder} is inconsistent (articles and vectors differ); rebuild it")
+    return LoadedIndex(manifest, articles, vectors, keywords, folder)
+
+
+@dataclass
+class BuildReport:
+    articles: int
+    embedded: int
+    reused: int
+    seconds: float
+    skipped_files: list[str]
+    unchanged: bool
+
+    def summary(self) -> str:
+        if self.unchanged:
+            return f"index up to date ({self.articles} articles); nothing embedded"
+        rate = self.embedded / self.seconds if self.seconds else 0.0
+        return (
+            f"indexed {self.articles} articles: embedded {self.embedded}, reused {self.reused} "
+            f"in {self.seconds:.1f}s ({rate:.1f} articles/s)"
+        )
+
+
+def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndarray]:
+    """Vectors of the current index by passage hash, when it was built by the same model."""
+    folder = current_folder(settings.index_dir)
+    if folder is None:
+        return {}
+    try:
+        manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
+        if manifest.fingerprint != fingerprint:
+            return {}
+        vectors = np.load(folder / "embeddings.npy")
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if len(vectors) != len(manifest.passage_hashes):
+        return {}
+    return dict(zip(manifest.passage_hashes, vectors))
+
+
+def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str]) -> bool:
+    try:
+        loaded = load_index(settings, fingerprint)
+    except IndexUnavailable:
+        return False
+    return loaded.manifest.files == files
+
+
+def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = None, *, progress=True) -> BuildReport:
+    """Build (or bring up to date) the index for the corpus folder."""
+    from qa.embedding import PolicyEmbeddings
+
+    started = time.perf_counter()
+    embeddings = embeddings or PolicyEmbeddings(settings)
+    corpus = corpus or load_corpus(settings, report=sys.stderr if progress else None)
+    fingerprint = embeddings.fingerprint
+    files = {parsed.name: parsed.sha256 for parsed in corpus.files}
+    skipped = [error.name for error in corpus.errors]
+    articles = corpus.articles
+    if _is_up_to_date(settings, fingerprint, files):
+        return BuildReport(len(articles), 0, len(articles), 0.0, skipped, unchanged=True)
+
+    passages = [passage_text(a) for a in articles]
+    hashes = [_sha(p) for p in passages]
+    previous = _previous_vectors(settings, fingerprint)
+    todo = [i for i, h in enumerate(hashes) if h not in previous]
+    vectors = np.zeros((len(articles), embeddings.dimension), dtype=np.float32)
+    for i, h in enumerate(hashes):
+        if h in previous:
+            vectors[i] = previous[h]
+    embed_started = time.perf_counter()
+    if todo:
+        vectors[todo] = embeddings.encode_passages([passages[i] for i in todo], show_progress=progress)
+    embed_seconds = time.perf_counter() - embed_started
+
+    index, kind = make_vector_index(vectors, settings)
+    manifest = Manifest(fingerprint, embeddings.dimension, files, [a.id for a in articles], hashes, kind, time.time())
+    _write_atomically(settings, corpus, articles, passages, vectors, index, manifest)
+    return BuildReport(len(articles), len(todo), len(articles) - len(todo), embed_seconds or time.perf_counter() - started, skipped, False)
+
+
+def _write_atomically(settings, corpus, articles, passages, vectors, index, manifest) -> None:
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    name = f"v-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    staging = settings.index_dir / f".{name}.partial"
+    staging.mkdir()
+    try:
+        user_dict = staging / "userdict.txt"
+        write_user_dictionary(corpus_terms(corpus.documents, articles), user_dict)
+        load_user_dictionary(user_dict)
+        with open(staging / "documents.jsonl", "w", encoding="utf-8") as out:
+            for doc in corpus.documents:
+                out.write(json.dumps(doc.to_dict(), ensure_ascii=False) + "\n")
+        with open(staging / "articles.jsonl", "w", encoding="utf-8") as out:
+            for article in articles:
+                data = article.to_dict()
+                out.write(json.dumps({k: data[k] for k in ARTICLE_FIELDS}, ensure_ascii=False) + "\n")
+        np.save(staging / "embeddings.npy", vectors)
+        faiss.write_index(index, str(staging / "vectors.faiss"))
+        keywords = bm25s.BM25()
+        keywords.index([tokenize(p) or ["<empty>"] for p in passages], show_progress=False)
+        keywords.save(str(staging / "keywords"))
+        (staging / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        os.replace(staging, settings.index_dir / name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer_tmp = settings.index_dir / f".{CURRENT_POINTER}.{uuid.uuid4().hex[:6]}"
+    pointer_tmp.write_text(name, encoding="utf-8")
+    os.replace(pointer_tmp, settings.index_dir / CURRENT_POINTER)
+    _remove_old_versions(settings.index_dir, keep=name)
+
+
+ARTICLE_FIELDS = ("id", "doc_id", "label", "path", "text", "start", "end", "part")
+
+
+def _remove_old_versions(index_dir: Path, keep: str) -> None:
+    for child in index_dir.iterdir():
+        if child.is_dir() and child.name != keep and (child.name.startswith("v-") or child.name.endswith(".partial")):
+            shutil.rmtree(child, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""Keyword side of retrieval: jieba tokenisation with a user dictionary built from the corpus itself."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import jieba
+
+from qa.models import Article, Document
+
+# Function words and punctuation carry no meaning for matching a clause.
+STOPWORDS = frozenset(
+    "的 了 和 与 及 或 等 是 在 对 为 把 被 由 从 向 于 以 其 之 也 都 要 将 并 个 有 无 不 能 可 会 吗 呢 吧 啊 呀 么 嘛 "
+    "我 我们 你 你们 他 她 它 他们 这 那 这个 那个 什么 怎么 怎么样 如何 哪 哪些 哪个 多少 几 谁 请问 一下 一个 "
+    "现在 还是 就 还 又 再 很 最 上 下 中 里 后 前 时 给 让 吗？ 啥 咋 嗯".split()
+)
+TOKEN_CHARS = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
+QUOTED_TERM = re.compile(r"“([^”]{2,12})”")
+BOOK_TITLE = re.compile(r"《([^》]{2,16})》")
+AGENCY = re.compile(
+    r"(?:自治区|区|县|市)?[\u4e00-\u9fff]{1,8}?(?:局|厅|委员会|办公室|管委会|中心|分局|支队|大队|总队|联合会)(?![\u4e00-\u9fff])"
+)
+ALNUM_TERM = re.compile(r"\d{3,6}[\u4e00-\u9fff]{2,4}(?=[\s，。、；）)]|$)")
+# jieba's default frequency for added words: high enough to keep a term whole.
+USER_WORD_FREQ = 2000
+MIN_TERM_COUNT = 2
+
+
+def normalise(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-mode jieba tokens (long words also yield their sub-words), stopwords dropped."""
+    tokens = []
+    for token in jieba.cut_for_search(normalise(text)):
+        token = token.strip()
+        if token and token not in STOPWORDS and TOKEN_CHARS.search(token):
+            tokens.append(token)
+    return tokens
+
+
+def corpus_terms(documents: list[Document], articles: list[Article]) -> list[str]:
+    """Government terms found in the corpus: quoted terms, short titles, agency names, 12345热线-style terms."""
+    counts: Counter[str] = Counter()
+    for article in articles:
+        text = normalise(article.text)
+        counts.update(QUOTED_TERM.findall(text))
+        counts.update(t for t in BOOK_TITLE.findall(text) if len(t) <= 16)
+        counts.update(AGENCY.findall(text))
+        counts.update(ALNUM_TERM.findall(text))
+    terms = {term for term, n in counts.items() if n >= MIN_TERM_COUNT and 2 <= len(term) <= 16}
+    for doc in documents:
+        for name in (doc.title, doc.issuer):
+            for part in re.split(r"[\s（）()《》“”]", normalise(name)):
+                if 2 <= len(part) <= 16:
+                    terms.add(part)
+    return sorted(terms)
+
+
+def write_user_dictionary(terms: list[str], path: Path) -> None:
+    path.write_text("".join(f"{term} {USER_WORD_FREQ}\n" for term in terms if " " not in term), encoding="utf-8")
+
+
+_loaded_dictionaries: set[str] = set()
+
+
+def load_user_dictionary(path: Path) -> None:
+    """Load once per process; jieba's dictionary is global."""
+    key = str(path.resolve())
+    if key in _loaded_dictionaries or not path.exists():
+        return
+    jieba.setLogLevel(60)
+    jieba.load_userdict(str(path))
+    _loaded_dictionaries.add(key)
