@@ -39,10 +39,11 @@ class Settings:
     top_k: int = 10
     # Candidates each retriever contributes before fusion.
     candidate_k: int = 50
-    # Reciprocal rank fusion constant and per-retriever weights.
-    rrf_k: int = 60
+    # Fusion: weighted sum of min-max normalised dense cosine, BM25 normalised by the best BM25
+    # score, and the share of the question's character pairs found in the document title.
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
+    title_weight: float = 0.5
     # Share of a named document's distinctive character pairs a title must hold for direct lookup.
     lookup_min_overlap: float = 0.5
     # Below this top-hit score the answer step refuses (calibrated on the dev set).

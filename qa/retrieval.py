@@ -153,6 +153,28 @@ class HybridSearcher:
             return None
         return np.array([filters.allows(a) for a in self.articles], dtype=bool)
 
+    def _fuse(self, query: str, dense: dict[int, float], keyword: dict[int, float]) -> dict[int, float]:
+        """Combine the two retrievers' normalised scores, plus how much of the question names the
+        article's document (questions often say which plan or district they mean)."""
+        settings = self.settings
+        low = min(dense.values(), default=0.0)
+        span = (max(dense.values(), default=0.0) - low) or 1.0
+        query_bigrams = _bigrams(query)
+        for word in GENERIC_TITLE_WORDS:
+            query_bigrams -= _bigrams(word)
+        title_match: dict[str, float] = {}
+        fused = {}
+        for i in dense:
+            doc_id = self.articles[i].doc_id
+            if doc_id not in title_match:
+                title_match[doc_id] = len(query_bigrams & self._doc_bigrams[doc_id]) / (len(query_bigrams) or 1)
+            fused[i] = (
+                settings.dense_weight * (dense[i] - low) / span
+                + settings.keyword_weight * keyword.get(i, 0.0)
+                + settings.title_weight * title_match[doc_id]
+            )
+        return fused
+
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
         k = k or self.settings.top_k
         query = query.strip()
@@ -161,24 +183,19 @@ class HybridSearcher:
         mask = self._mask(filters)
         pool = max(self.settings.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        dense = self.dense(vector, pool, mask)
-        keyword = self.keyword(query, pool, mask)
-        fused: dict[int, float] = {}
-        rrf = self.settings.rrf_k
-        for weight, ranked in ((self.settings.dense_weight, dense), (self.settings.keyword_weight, keyword)):
-            for rank, (i, _score) in enumerate(ranked):
-                fused[i] = fused.get(i, 0.0) + weight / (rrf + rank + 1)
-        dense_scores = dict(dense)
-        keyword_scores = dict(keyword)
+        dense_scores = dict(self.dense(vector, pool, mask))
+        keyword_scores = dict(self.keyword(query, pool, mask))
         top_keyword = max(keyword_scores.values(), default=0.0) or 1.0
+        for i in keyword_scores:
+            if i not in dense_scores:
+                dense_scores[i] = float(self.index.vectors.reconstruct(i) @ vector[0])
+        fused = self._fuse(query, dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
         looked_up = self.lookup(query, mask)
         ranked = sorted(fused, key=lambda i: -fused[i])
         ranked = looked_up + [i for i in ranked if i not in looked_up]
         hits = []
         for i in ranked[:k]:
-            dense_score = dense_scores.get(i)
-            if dense_score is None:
-                dense_score = float(self.index.vectors.reconstruct(i) @ vector[0])
+            dense_score = dense_scores[i]
             via = "lookup" if i in looked_up else "hybrid"
             hits.append(
                 Hit(
