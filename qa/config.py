@@ -42,7 +42,7 @@ class Settings:
     # Fusion: weighted sum of min-max normalised dense cosine, BM25 normalised by the best BM25
     # score, and the share of the question's character pairs found in the document title.
     dense_weight: float = 1.0
-    keyword_weight: float = 1.0
+    keyword_weight: float = 0.8
     title_weight: float = 0.5
     # Share of a named document's distinctive character pairs a title must hold for direct lookup.
     lookup_min_overlap: float = 0.5

@@ -23,7 +23,7 @@ import numpy as np
 
 from qa.config import Settings
 from qa.corpus import Corpus, load_corpus
-from qa.keywords import corpus_terms, load_user_dictionary, tokenize, write_user_dictionary
+from qa.keywords import TOKENIZER_VERSION, corpus_terms, load_user_dictionary, tokenize, write_user_dictionary
 from qa.models import Article, Document
 
 FORMAT_VERSION = 1
@@ -55,6 +55,7 @@ class Manifest:
     passage_hashes: list[str]
     faiss_type: str
     built_at: float
+    tokenizer: str = ""  # qa.keywords.TOKENIZER_VERSION at build time
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -190,7 +191,7 @@ def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str]) 
         loaded = load_index(settings, fingerprint)
     except IndexUnavailable:
         return False
-    return loaded.manifest.files == files
+    return loaded.manifest.files == files and loaded.manifest.tokenizer == TOKENIZER_VERSION
 
 
 def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = None, *, progress=True) -> BuildReport:
@@ -221,7 +222,9 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
     embed_seconds = time.perf_counter() - embed_started
 
     index, kind = make_vector_index(vectors, settings)
-    manifest = Manifest(fingerprint, embeddings.dimension, files, [a.id for a in articles], hashes, kind, time.time())
+    manifest = Manifest(
+        fingerprint, embeddings.dimension, files, [a.id for a in articles], hashes, kind, time.time(), TOKENIZER_VERSION
+    )
     _write_atomically(settings, corpus, articles, passages, vectors, index, manifest)
     return BuildReport(len(articles), len(todo), len(articles) - len(todo), embed_seconds or time.perf_counter() - started, skipped, False)
 
