@@ -45,7 +45,7 @@ class Settings:
     keyword_weight: float = 0.8
     title_weight: float = 0.5
     # Share of a named document's distinctive character pairs a title must hold for direct lookup.
-    lookup_min_overlap: float = 0.5
+    lookup_min_overlap: float = 0.4
     # Below this top-hit score the answer step refuses (calibrated on the dev set).
     refusal_threshold: float = 0.5
     max_question_chars: int = 2000

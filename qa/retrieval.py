@@ -111,8 +111,9 @@ class HybridSearcher:
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
 
     # -- direct lookup --------------------------------------------------------------------------
-    def lookup(self, query: str, mask: np.ndarray | None = None) -> list[int]:
-        """Articles a query names explicitly (document name + article label), best match first."""
+    def lookup(self, query: str, mask: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Articles a query names explicitly (document name + article label) as (tier, index):
+        tier 0 carries the label, 1 opens with the named heading, 2 lies under it."""
         query = unicodedata.normalize("NFKC", query)
         refs = list(ARTICLE_REF.finditer(query))
         if not refs:
@@ -130,8 +131,12 @@ class HybridSearcher:
         for i, article in enumerate(self.articles):
             if article.doc_id != doc_id or (mask is not None and not mask[i]):
                 continue
-            if article.label in forms or any(step.startswith(form) for step in article.path for form in forms):
-                found.append(i)
+            if article.label in forms:
+                found.append((0, i))
+            elif any(article.text.startswith(form) for form in forms):
+                found.append((1, i))  # the article that opens with the named heading
+            elif any(step.startswith(form) for step in article.path for form in forms):
+                found.append((2, i))  # articles under the named heading
         return found
 
     def _best_document(self, name: str) -> str | None:
@@ -190,7 +195,9 @@ class HybridSearcher:
             if i not in dense_scores:
                 dense_scores[i] = float(self.index.vectors.reconstruct(i) @ vector[0])
         fused = self._fuse(query, dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
-        looked_up = self.lookup(query, mask)
+        # Named articles come first; several matches (（三） of each person in a list) keep the
+        # order the question's other words give them.
+        looked_up = [i for _, i in sorted(self.lookup(query, mask), key=lambda t: (t[0], -fused.get(t[1], -1.0)))]
         ranked = sorted(fused, key=lambda i: -fused[i])
         ranked = looked_up + [i for i in ranked if i not in looked_up]
         hits = []
