@@ -42,7 +42,11 @@ def chat_reply(searcher: HybridSearcher, message: str) -> str:
         return "请输入您的问题。"
     if len(message) > searcher.settings.max_question_chars:
         return f"问题太长了（{len(message)} 字），请精简到 {searcher.settings.max_question_chars} 字以内。"
-    hits = searcher.search(message, k=RESULTS_IN_CHAT)
+    return render_chat(searcher.search(message, k=RESULTS_IN_CHAT))
+
+
+def render_chat(hits: list[Hit]) -> str:
+    """Clauses as chat Markdown; document text is escaped, it is data, never markup."""
     if not hits:
         return "资料中没有找到相关规定。" + HOTLINE_NOTE
     lines = ["以下是与您的问题最相关的条款（原文）："]
@@ -58,7 +62,10 @@ def search_desk(searcher: HybridSearcher, query: str, region: str, year: str) ->
     if not query:
         return "<p>请输入关键词或问题。</p>"
     filters = Filters(region=region or None, year=int(year) if year else None)
-    hits = searcher.search(query, k=10, filters=filters)
+    return render_results(searcher.search(query, k=10, filters=filters))
+
+
+def render_results(hits: list[Hit]) -> str:
     if not hits:
         return "<p>没有找到匹配的条款。</p>"
     rows = []
