@@ -20,6 +20,7 @@ from pathlib import Path
 import bm25s
 import faiss
 import numpy as np
+from tqdm import tqdm
 
 from qa.config import Settings
 from qa.corpus import Corpus, load_corpus
@@ -27,6 +28,8 @@ from qa.keywords import TOKENIZER_VERSION, corpus_terms, load_user_dictionary, t
 from qa.models import Article, Document
 
 FORMAT_VERSION = 1
+# Articles embedded per progress-bar step (large enough for length bucketing to pay off).
+PROGRESS_CHUNK = 128
 CURRENT_POINTER = "CURRENT"
 
 
@@ -217,8 +220,11 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
         if h in previous:
             vectors[i] = previous[h]
     embed_started = time.perf_counter()
-    if todo:
-        vectors[todo] = embeddings.encode_passages([passages[i] for i in todo], show_progress=progress)
+    with tqdm(total=len(todo), unit="article", desc="embedding articles", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), PROGRESS_CHUNK):
+            chunk = todo[start : start + PROGRESS_CHUNK]
+            vectors[chunk] = embeddings.encode_passages([passages[i] for i in chunk])
+            bar.update(len(chunk))
     embed_seconds = time.perf_counter() - embed_started
 
     index, kind = make_vector_index(vectors, settings)
