@@ -38,12 +38,10 @@ class Settings:
     hnsw_ef_search: int = 64
     top_k: int = 10
     # Candidates each retriever contributes before fusion.
-    candidate_k: int = 50
-    # Fusion: weighted sum of min-max normalised dense cosine, BM25 normalised by the best BM25
-    # score, and the share of the question's character pairs found in the document title.
+    candidate_k: int = 100
+    # Fusion: weighted sum of min-max normalised dense cosine and BM25 normalised by the best score.
     dense_weight: float = 1.0
     keyword_weight: float = 0.8
-    title_weight: float = 0.5
     # Share of a named document's distinctive character pairs a title must hold for direct lookup.
     lookup_min_overlap: float = 0.4
     # Below this top-hit score the answer step refuses (calibrated on the dev set).

