@@ -27,6 +27,9 @@ class Settings:
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
     embed_batch_size: int = 32
+    # Multi-vector: each article is also embedded as windows of whole sentences up to this many
+    # characters; an article scores by its best vector (0 turns windows off).
+    window_chars: int = 120
     # Articles longer than this are cut at sentence ends into parts under the same heading path.
     max_article_chars: int = 1200
     # A section up to this long stays one article; a longer one is split into its sub-sections.

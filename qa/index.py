@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import bm25s
@@ -45,6 +46,30 @@ def passage_text(article: Article) -> str:
     return f"{head}\n{article.text}" if head else article.text
 
 
+SENTENCE_END = re.compile(r"(?<=[。；！？!?;\n])")
+
+
+def article_windows(article: Article, window_chars: int) -> list[str]:
+    """Short runs of whole sentences of an article, each embedded on its own (multi-vector): one
+    clause often holds several provisions, and a question usually asks about one of them. Each
+    window keeps the document title and the article's heading for context."""
+    if window_chars <= 0:
+        return []
+    doc = article.document
+    head = f"{doc.title if doc else ''} {article.path[-1] if article.path else ''}：".lstrip()
+    windows, current = [], ""
+    for sentence in SENTENCE_END.split(article.text):
+        if not sentence.strip():
+            continue
+        if current and len(current) + len(sentence) > window_chars:
+            windows.append(head + current.strip())
+            current = ""
+        current += sentence
+    if current.strip():
+        windows.append(head + current.strip())
+    return windows
+
+
 def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -59,6 +84,10 @@ class Manifest:
     faiss_type: str
     built_at: float
     tokenizer: str = ""  # qa.keywords.TOKENIZER_VERSION at build time
+    window_chars: int = 0
+    window_hashes: list[str] = field(default_factory=list)
+    # window_start[i]..window_start[i+1] are article i's windows in the window index.
+    window_start: list[int] = field(default_factory=list)
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -74,6 +103,8 @@ class LoadedIndex:
     manifest: Manifest
     articles: list[Article]
     vectors: faiss.Index
+    windows: faiss.Index
+    window_owner: np.ndarray  # article index of each window
     keywords: bm25s.BM25
     folder: Path
 
@@ -142,15 +173,22 @@ def load_index(settings: Settings, fingerprint: str | None = None) -> LoadedInde
             )
         articles = _read_articles(folder)
         vectors = faiss.read_index(str(folder / "vectors.faiss"))
+        windows = faiss.read_index(str(folder / "windows.faiss"))
         keywords = bm25s.BM25.load(str(folder / "keywords"))
         load_user_dictionary(folder / "userdict.txt")
     except IndexUnavailable:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexUnavailable(f"index in {folder} is unreadable ({error}); rebuild it") from error
-    if [a.id for a in articles] != manifest.article_ids or vectors.ntotal != len(articles):
+    if (
+        [a.id for a in articles] != manifest.article_ids
+        or vectors.ntotal != len(articles)
+        or windows.ntotal != len(manifest.window_hashes)
+        or len(manifest.window_start) != len(articles) + 1
+    ):
         raise IndexUnavailable(f"index in {folder} is inconsistent (articles and vectors differ); rebuild it")
-    return LoadedIndex(manifest, articles, vectors, keywords, folder)
+    owner = np.repeat(np.arange(len(articles)), np.diff(manifest.window_start))
+    return LoadedIndex(manifest, articles, vectors, windows, owner, keywords, folder)
 
 
 @dataclass
@@ -173,7 +211,8 @@ class BuildReport:
 
 
 def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndarray]:
-    """Vectors of the current index by passage hash, when it was built by the same model."""
+    """Vectors of the current index (articles and windows) by text hash, when it was built by the
+    same model, so a rebuild embeds only new or changed text."""
     folder = current_folder(settings.index_dir)
     if folder is None:
         return {}
@@ -181,12 +220,30 @@ def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndar
         manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
         if manifest.fingerprint != fingerprint:
             return {}
-        vectors = np.load(folder / "embeddings.npy")
+        articles = np.load(folder / "embeddings.npy")
+        windows = np.load(folder / "window_embeddings.npy")
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    if len(vectors) != len(manifest.passage_hashes):
+    if len(articles) != len(manifest.passage_hashes) or len(windows) != len(manifest.window_hashes):
         return {}
-    return dict(zip(manifest.passage_hashes, vectors))
+    return dict(zip(manifest.passage_hashes, articles)) | dict(zip(manifest.window_hashes, windows))
+
+
+def _embed_reusing(texts, hashes, previous, embeddings, *, desc: str, unit: str, progress: bool):
+    """Vectors for ``texts``, reusing ``previous`` ones by hash; returns (vectors, how many embedded)."""
+    vectors = np.zeros((len(texts), embeddings.dimension), dtype=np.float32)
+    todo = []
+    for i, h in enumerate(hashes):
+        if h in previous:
+            vectors[i] = previous[h]
+        else:
+            todo.append(i)
+    with tqdm(total=len(todo), unit=unit, desc=desc, disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), PROGRESS_CHUNK):
+            chunk = todo[start : start + PROGRESS_CHUNK]
+            vectors[chunk] = embeddings.encode_passages([texts[i] for i in chunk])
+            bar.update(len(chunk))
+    return vectors, len(todo)
 
 
 def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str]) -> bool:
@@ -194,7 +251,8 @@ def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str]) 
         loaded = load_index(settings, fingerprint)
     except IndexUnavailable:
         return False
-    return loaded.manifest.files == files and loaded.manifest.tokenizer == TOKENIZER_VERSION
+    manifest = loaded.manifest
+    return manifest.files == files and manifest.tokenizer == TOKENIZER_VERSION and manifest.window_chars == settings.window_chars
 
 
 def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = None, *, progress=True) -> BuildReport:
@@ -213,29 +271,42 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
 
     passages = [passage_text(a) for a in articles]
     hashes = [_sha(p) for p in passages]
+    windows_per_article = [article_windows(a, settings.window_chars) for a in articles]
+    windows = [w for ws in windows_per_article for w in ws]
+    window_hashes = [_sha(w) for w in windows]
+    window_start = np.concatenate([[0], np.cumsum([len(ws) for ws in windows_per_article])]).astype(int).tolist()
     previous = _previous_vectors(settings, fingerprint)
-    todo = [i for i, h in enumerate(hashes) if h not in previous]
-    vectors = np.zeros((len(articles), embeddings.dimension), dtype=np.float32)
-    for i, h in enumerate(hashes):
-        if h in previous:
-            vectors[i] = previous[h]
     embed_started = time.perf_counter()
-    with tqdm(total=len(todo), unit="article", desc="embedding articles", disable=not progress or not todo) as bar:
-        for start in range(0, len(todo), PROGRESS_CHUNK):
-            chunk = todo[start : start + PROGRESS_CHUNK]
-            vectors[chunk] = embeddings.encode_passages([passages[i] for i in chunk])
-            bar.update(len(chunk))
+    vectors, embedded = _embed_reusing(
+        passages, hashes, previous, embeddings, desc="embedding articles", unit="article", progress=progress
+    )
+    window_vectors, _ = _embed_reusing(
+        windows, window_hashes, previous, embeddings, desc="embedding clause windows", unit="window", progress=progress
+    )
     embed_seconds = time.perf_counter() - embed_started
 
     index, kind = make_vector_index(vectors, settings)
+    window_index, _ = make_vector_index(window_vectors, settings)
     manifest = Manifest(
-        fingerprint, embeddings.dimension, files, [a.id for a in articles], hashes, kind, time.time(), TOKENIZER_VERSION
+        fingerprint=fingerprint,
+        dimension=embeddings.dimension,
+        files=files,
+        article_ids=[a.id for a in articles],
+        passage_hashes=hashes,
+        faiss_type=kind,
+        built_at=time.time(),
+        tokenizer=TOKENIZER_VERSION,
+        window_chars=settings.window_chars,
+        window_hashes=window_hashes,
+        window_start=window_start,
     )
-    _write_atomically(settings, corpus, articles, passages, vectors, index, manifest)
-    return BuildReport(len(articles), len(todo), len(articles) - len(todo), embed_seconds or time.perf_counter() - started, skipped, False)
+    _write_atomically(settings, corpus, articles, passages, (vectors, index), (window_vectors, window_index), manifest)
+    seconds = embed_seconds or time.perf_counter() - started
+    return BuildReport(len(articles), embedded, len(articles) - embedded, seconds, skipped, False)
 
 
-def _write_atomically(settings, corpus, articles, passages, vectors, index, manifest) -> None:
+def _write_atomically(settings, corpus, articles, passages, article_vectors, window_vectors, manifest) -> None:
+    vectors, index = article_vectors
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     name = f"v-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     staging = settings.index_dir / f".{name}.partial"
@@ -253,6 +324,8 @@ def _write_atomically(settings, corpus, articles, passages, vectors, index, mani
                 out.write(json.dumps({k: data[k] for k in ARTICLE_FIELDS}, ensure_ascii=False) + "\n")
         np.save(staging / "embeddings.npy", vectors)
         faiss.write_index(index, str(staging / "vectors.faiss"))
+        np.save(staging / "window_embeddings.npy", window_vectors[0])
+        faiss.write_index(window_vectors[1], str(staging / "windows.faiss"))
         keywords = bm25s.BM25()
         keywords.index([tokenize(p) or ["<empty>"] for p in passages], show_progress=False)
         keywords.save(str(staging / "keywords"))

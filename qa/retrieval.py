@@ -47,6 +47,11 @@ class Filters:
         return True
 
 
+# With filters on, more candidates are fetched so enough survive the filter.
+FILTERED_FETCH_FACTOR = 20
+# Window hits fetched per wanted article (articles have several windows).
+WINDOWS_PER_ARTICLE = 3
+
 # A reference to an article inside a question: 第二十一条 / 第21条 / （三） / 3.2.2
 ARTICLE_REF = re.compile(
     rf"第\s*([{CN_NUMERAL}]+|\d+)\s*条"
@@ -93,13 +98,30 @@ class HybridSearcher:
                 self._doc_bigrams[doc.id] = _bigrams(names)
 
     # -- the two retrievers -------------------------------------------------------------------
-    def dense(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        fetch = k if mask is None else min(len(self.articles), k * 20)
-        scores, ids = self.index.vectors.search(vector, max(1, min(fetch, len(self.articles))))
-        pairs = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-        if mask is not None:
-            pairs = [(i, s) for i, s in pairs if mask[i]]
-        return pairs[:k]
+    def dense(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[int]:
+        """Candidate articles from the article vectors and from the sentence-window vectors."""
+        fetch = k if mask is None else k * FILTERED_FETCH_FACTOR
+        candidates: list[int] = []
+        for index, owner in ((self.index.vectors, None), (self.index.windows, self.index.window_owner)):
+            if index.ntotal == 0:
+                continue
+            want = fetch if owner is None else fetch * WINDOWS_PER_ARTICLE
+            _, ids = index.search(vector, max(1, min(want, index.ntotal)))
+            for found in ids[0]:
+                if found < 0:
+                    continue
+                i = int(found if owner is None else owner[found])
+                if mask is None or mask[i]:
+                    candidates.append(i)
+        return list(dict.fromkeys(candidates))
+
+    def dense_score(self, i: int, vector: np.ndarray) -> float:
+        """An article's cosine to the query: the best of its own vector and its windows' vectors."""
+        best = float(self.index.vectors.reconstruct(i) @ vector[0])
+        start, end = self.index.manifest.window_start[i], self.index.manifest.window_start[i + 1]
+        if end > start:
+            best = max(best, float(np.max(self.index.windows.reconstruct_n(start, end - start) @ vector[0])))
+        return best
 
     def keyword(self, query: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
         tokens = tokenize(query)
@@ -177,12 +199,10 @@ class HybridSearcher:
         mask = self._mask(filters)
         pool = max(self.settings.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        dense_scores = dict(self.dense(vector, pool, mask))
         keyword_scores = dict(self.keyword(query, pool, mask))
         top_keyword = max(keyword_scores.values(), default=0.0) or 1.0
-        for i in keyword_scores:
-            if i not in dense_scores:
-                dense_scores[i] = float(self.index.vectors.reconstruct(i) @ vector[0])
+        candidates = dict.fromkeys(self.dense(vector, pool, mask) + list(keyword_scores))
+        dense_scores = {i: self.dense_score(i, vector) for i in candidates}
         fused = self._fuse(dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
         # Named articles come first; several matches (（三） of each person in a list) keep the
         # order the question's other words give them.
@@ -191,7 +211,7 @@ class HybridSearcher:
         ranked = looked_up + [i for i in ranked if i not in looked_up]
         hits = []
         for i in ranked[:k]:
-            dense_score = dense_scores[i] if i in dense_scores else float(self.index.vectors.reconstruct(i) @ vector[0])
+            dense_score = dense_scores[i] if i in dense_scores else self.dense_score(i, vector)
             via = "lookup" if i in looked_up else "hybrid"
             hits.append(
                 Hit(
