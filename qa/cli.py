@@ -168,11 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class IndexUnavailableError(Exception):
-    pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from qa.embedding import ModelProvisioningError
+    from qa.index import IndexUnavailable
+
     parser = build_parser()
     args = parser.parse_args(argv)
     settings = load_settings(
@@ -184,6 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args, settings)
     except BrokenPipeError:  # `python -m qa articles --json | head`
         return 0
-    except (FileNotFoundError, ValueError, IndexUnavailableError) as error:
+    except (FileNotFoundError, ValueError, IndexUnavailable, ModelProvisioningError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

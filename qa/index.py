@@ -246,13 +246,19 @@ def _embed_reusing(texts, hashes, previous, embeddings, *, desc: str, unit: str,
     return vectors, len(todo)
 
 
-def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str]) -> bool:
+def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], article_ids: list[str]) -> bool:
+    """Same files, same articles (a change to how articles are cut changes their ids), same
+    tokeniser and windows, and an index that loads."""
     try:
-        loaded = load_index(settings, fingerprint)
+        manifest = load_index(settings, fingerprint).manifest
     except IndexUnavailable:
         return False
-    manifest = loaded.manifest
-    return manifest.files == files and manifest.tokenizer == TOKENIZER_VERSION and manifest.window_chars == settings.window_chars
+    return (
+        manifest.files == files
+        and manifest.article_ids == article_ids
+        and manifest.tokenizer == TOKENIZER_VERSION
+        and manifest.window_chars == settings.window_chars
+    )
 
 
 def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = None, *, progress=True) -> BuildReport:
@@ -266,7 +272,7 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
     files = {parsed.name: parsed.sha256 for parsed in corpus.files}
     skipped = [error.name for error in corpus.errors]
     articles = corpus.articles
-    if _is_up_to_date(settings, fingerprint, files):
+    if _is_up_to_date(settings, fingerprint, files, [a.id for a in articles]):
         return BuildReport(len(articles), 0, len(articles), 0.0, skipped, unchanged=True)
 
     passages = [passage_text(a) for a in articles]
@@ -276,6 +282,7 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
     window_hashes = [_sha(w) for w in windows]
     window_start = np.concatenate([[0], np.cumsum([len(ws) for ws in windows_per_article])]).astype(int).tolist()
     previous = _previous_vectors(settings, fingerprint)
+    embeddings.dimension  # loads the model now, so its loading time is not counted as embedding
     embed_started = time.perf_counter()
     vectors, embedded = _embed_reusing(
         passages, hashes, previous, embeddings, desc="embedding articles", unit="article", progress=progress

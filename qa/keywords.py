@@ -20,8 +20,10 @@ STOPWORDS = frozenset(
 TOKEN_CHARS = re.compile(r"[\w\u3400-\u9fff]", re.UNICODE)
 QUOTED_TERM = re.compile(r"“([^”]{2,12})”")
 BOOK_TITLE = re.compile(r"《([^》]{2,16})》")
+# An agency name starts where a run of Chinese starts (after 、 ： or a line break), so that
+# 同时报告区应急管理局 does not yield 时报告区应急管理局.
 AGENCY = re.compile(
-    r"(?:自治区|区|县|市)?[\u4e00-\u9fff]{1,8}?(?:局|厅|委员会|办公室|管委会|中心|分局|支队|大队|总队|联合会)(?![\u4e00-\u9fff])"
+    r"(?<![\u4e00-\u9fff])(?:自治区|区|县|市)?[\u4e00-\u9fff]{1,8}?(?:局|厅|委员会|办公室|管委会|中心|分局|支队|大队|总队|联合会)(?![\u4e00-\u9fff])"
 )
 ALNUM_TERM = re.compile(r"\d{3,6}[\u4e00-\u9fff]{2,4}(?=[\s，。、；）)]|$)")
 # jieba's default frequency for added words: high enough to keep a term whole.

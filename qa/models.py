@@ -67,7 +67,9 @@ class Article:
 
 @dataclass
 class Hit:
-    """A retrieved article with its score (0..1, higher is better; thresholdable for refusals)."""
+    """A retrieved article. ``score`` is the ranking score (0..1; 1.0 for an article the question
+    names); ``dense_score`` is the absolute cosine to the question and ``keyword_score`` the BM25
+    score relative to the best hit, the signals an answer step can threshold on."""
 
     article: Article
     score: float

@@ -186,8 +186,10 @@ class HybridSearcher:
         Recall@1 0.78 vs 0.58; adding a document-title match signal did not help.)"""
         low = min(dense.values(), default=0.0)
         span = (max(dense.values(), default=0.0) - low) or 1.0
+        weights = (self.settings.dense_weight + self.settings.keyword_weight) or 1.0
         return {
-            i: self.settings.dense_weight * (dense[i] - low) / span + self.settings.keyword_weight * keyword.get(i, 0.0)
+            i: (self.settings.dense_weight * (dense[i] - low) / span + self.settings.keyword_weight * keyword.get(i, 0.0))
+            / weights
             for i in dense
         }
 
@@ -216,7 +218,7 @@ class HybridSearcher:
             hits.append(
                 Hit(
                     article=self.articles[i],
-                    score=1.0 if via == "lookup" else dense_score,
+                    score=1.0 if via == "lookup" else fused.get(i, 0.0),
                     dense_score=dense_score,
                     keyword_score=keyword_scores.get(i, 0.0) / top_keyword,
                     via=via,
