@@ -26,7 +26,8 @@ class Settings:
     # e5 models want "query: " / "passage: " prefixes; bge-zh wants an instruction on queries only.
     query_prefix: str = "query: "
     passage_prefix: str = "passage: "
-    embed_batch_size: int = 32
+    # Measured on 2 cores: batch 8 embeds 1.25x faster than 32 (less padding per batch).
+    embed_batch_size: int = 8
     # Multi-vector: each article is also embedded as windows of whole sentences up to this many
     # characters; an article scores by its best vector (0 turns windows off).
     window_chars: int = 120

