@@ -1,7 +1,8 @@
 """Step 5 of the flow: a question -> ranked clauses.
 
-Hybrid retrieval: dense (FAISS, cosine over e5 embeddings) and BM25 over jieba tokens, fused by
-weighted reciprocal rank. A question that names an article (《XX办法》第十六条, 放管服方案第15条,
+Hybrid retrieval: dense (FAISS, cosine over e5 embeddings of each article and of its sentence
+windows) and BM25 over jieba tokens and character bigrams, fused as a weighted sum of normalised
+scores. A question that names an article (《XX办法》第十六条, 放管服方案第15条,
 应急预案 3.2) is answered by direct lookup first. Filters narrow by region, issuer, document, year.
 """
 
@@ -40,7 +41,7 @@ class Filters:
             return False
         if self.issuer and self.issuer not in doc.issuer:
             return False
-        if self.document and self.document not in (doc.id, doc.title, doc.doc_number) and self.document not in doc.title:
+        if self.document and self.document not in (doc.id, doc.doc_number) and self.document not in doc.title:
             return False
         if self.year and not doc.date.startswith(str(self.year)):
             return False
