@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +81,3 @@ def load_corpus(settings: Settings, *, report=sys.stderr) -> Corpus:
             continue
         corpus.files.append(parse_text(text, path.name, settings))
     return corpus
-
-
-def compact(text: str) -> str:
-    return re.sub(r"\s+", "", text)

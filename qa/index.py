@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -23,6 +22,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
+from qa.articles import SENTENCE_SPLIT
 from qa.config import Settings
 from qa.corpus import Corpus, load_corpus
 from qa.keywords import TOKENIZER_VERSION, corpus_terms, load_user_dictionary, tokenize, write_user_dictionary
@@ -46,9 +46,6 @@ def passage_text(article: Article) -> str:
     return f"{head}\n{article.text}" if head else article.text
 
 
-SENTENCE_END = re.compile(r"(?<=[。；！？!?;\n])")
-
-
 def article_windows(article: Article, window_chars: int) -> list[str]:
     """Short runs of whole sentences of an article, each embedded on its own (multi-vector): one
     clause often holds several provisions, and a question usually asks about one of them. Each
@@ -58,7 +55,7 @@ def article_windows(article: Article, window_chars: int) -> list[str]:
     doc = article.document
     head = f"{doc.title if doc else ''} {article.path[-1] if article.path else ''}：".lstrip()
     windows, current = [], ""
-    for sentence in SENTENCE_END.split(article.text):
+    for sentence in SENTENCE_SPLIT.split(article.text):
         if not sentence.strip():
             continue
         if current and len(current) + len(sentence) > window_chars:
