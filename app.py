@@ -36,6 +36,11 @@ def citation(hit: Hit) -> str:
     return " ".join(html.escape(p) for p in parts if p)
 
 
+def clause_html(hit: Hit) -> str:
+    """The clause text, escaped: document text is data, never markup."""
+    return html.escape(hit.article.text).replace("\n", "<br>")
+
+
 def chat_reply(searcher: HybridSearcher, message: str) -> str:
     message = (message or "").strip()
     if not message:
@@ -51,8 +56,7 @@ def render_chat(hits: list[Hit]) -> str:
         return "资料中没有找到相关规定。" + HOTLINE_NOTE
     lines = ["以下是与您的问题最相关的条款（原文）："]
     for n, hit in enumerate(hits, start=1):
-        text = html.escape(hit.article.text).replace("\n", "<br>")
-        lines.append(f"**[{n}]** {citation(hit)}\n\n> {text}")
+        lines.append(f"**[{n}]** {citation(hit)}\n\n> {clause_html(hit)}")
     lines.append(HOTLINE_NOTE)
     return "\n\n".join(lines)
 
@@ -70,8 +74,10 @@ def render_results(hits: list[Hit]) -> str:
         return "<p>没有找到匹配的条款。</p>"
     rows = []
     for n, hit in enumerate(hits, start=1):
-        text = html.escape(hit.article.text).replace("\n", "<br>")
-        rows.append(f"<div class='clause'><p><b>[{n}]</b> {citation(hit)} <small>{hit.score:.3f}</small></p><p>{text}</p></div>")
+        rows.append(
+            f"<div class='clause'><p><b>[{n}]</b> {citation(hit)} <small>{hit.score:.3f}</small></p>"
+            f"<p>{clause_html(hit)}</p></div>"
+        )
     return "\n".join(rows)
 
 

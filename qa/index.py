@@ -310,7 +310,9 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
 
 
 def _write_atomically(settings, corpus, articles, passages, article_vectors, window_vectors, manifest) -> None:
+    """``article_vectors`` and ``window_vectors`` are (vectors, FAISS index) pairs."""
     vectors, index = article_vectors
+    windows, window_index = window_vectors
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     name = f"v-{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:6]}"
     staging = settings.index_dir / f".{name}.partial"
@@ -328,8 +330,8 @@ def _write_atomically(settings, corpus, articles, passages, article_vectors, win
                 out.write(json.dumps({k: data[k] for k in ARTICLE_FIELDS}, ensure_ascii=False) + "\n")
         np.save(staging / "embeddings.npy", vectors)
         faiss.write_index(index, str(staging / "vectors.faiss"))
-        np.save(staging / "window_embeddings.npy", window_vectors[0])
-        faiss.write_index(window_vectors[1], str(staging / "windows.faiss"))
+        np.save(staging / "window_embeddings.npy", windows)
+        faiss.write_index(window_index, str(staging / "windows.faiss"))
         keywords = bm25s.BM25()
         keywords.index([tokenize(p) or ["<empty>"] for p in passages], show_progress=False)
         keywords.save(str(staging / "keywords"))

@@ -202,26 +202,27 @@ class HybridSearcher:
         mask = self._mask(filters)
         pool = max(self.settings.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        keyword_scores = dict(self.keyword(query, pool, mask))
-        top_keyword = max(keyword_scores.values(), default=0.0) or 1.0
+        keyword_raw = dict(self.keyword(query, pool, mask))
+        top_keyword = max(keyword_raw.values(), default=0.0) or 1.0
+        keyword_scores = {i: v / top_keyword for i, v in keyword_raw.items()}
         candidates = dict.fromkeys(self.dense(vector, pool, mask) + list(keyword_scores))
         dense_scores = {i: self.dense_score(i, vector) for i in candidates}
-        fused = self._fuse(dense_scores, {i: v / top_keyword for i, v in keyword_scores.items()})
+        fused = self._fuse(dense_scores, keyword_scores)
         # Named articles come first; several matches (（三） of each person in a list) keep the
         # order the question's other words give them.
         looked_up = [i for _, i in sorted(self.lookup(query, mask), key=lambda t: (t[0], -fused.get(t[1], -1.0)))]
-        ranked = sorted(fused, key=lambda i: -fused[i])
-        ranked = looked_up + [i for i in ranked if i not in looked_up]
+        named = set(looked_up)
+        ranked = looked_up + [i for i in sorted(fused, key=lambda i: -fused[i]) if i not in named]
         hits = []
         for i in ranked[:k]:
             dense_score = dense_scores[i] if i in dense_scores else self.dense_score(i, vector)
-            via = "lookup" if i in looked_up else "hybrid"
+            via = "lookup" if i in named else "hybrid"
             hits.append(
                 Hit(
                     article=self.articles[i],
                     score=1.0 if via == "lookup" else fused.get(i, 0.0),
                     dense_score=dense_score,
-                    keyword_score=keyword_scores.get(i, 0.0) / top_keyword,
+                    keyword_score=keyword_scores.get(i, 0.0),
                     via=via,
                 )
             )
