@@ -1,107 +1,19 @@
-"""`python app.py`: the web interface on the bundled corpus (builds the index on first run).
+"""`python app.py [--host 127.0.0.1] [--port 7860]`: the product on the corpus in corpus/.
 
-For now this serves clause retrieval: a chat that returns the most relevant clauses with their
-citations, and a search desk with filters. Written answers and refusals come with the answer step.
+Builds what is missing first (the embedding model and the index, with progress in the terminal),
+then serves on one server (qa/web): the citizens' chat, the staff search desk, the document browser
+and the admin tab at /, the embeddable widget at /widget, and the JSON API under /api.
 """
 
 from __future__ import annotations
 
 import argparse
-import html
 import os
 import sys
 
-# Nothing may leave the machine at run time (Gradio would otherwise phone home for analytics).
+# Nothing may leave the machine at run time (Gradio would otherwise send usage analytics).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import gradio as gr  # noqa: E402
-
-from qa.config import load_settings  # noqa: E402
-from qa.index import build_index  # noqa: E402
-from qa.models import Hit  # noqa: E402
-from qa.retrieval import Filters, HybridSearcher  # noqa: E402
-
-RESULTS_IN_CHAT = 3
-HOTLINE_NOTE = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
-
-
-def citation(hit: Hit) -> str:
-    doc = hit.article.document
-    parts = [f"《{doc.title}》", doc.doc_number, " > ".join(hit.article.path)]
-    if doc.trial:
-        parts.append("（试行）")
-    if doc.date:
-        parts.append(doc.date)
-    return " ".join(html.escape(p) for p in parts if p)
-
-
-def clause_html(hit: Hit) -> str:
-    """The clause text, escaped: document text is data, never markup."""
-    return html.escape(hit.article.text).replace("\n", "<br>")
-
-
-def chat_reply(searcher: HybridSearcher, message: str) -> str:
-    message = (message or "").strip()
-    if not message:
-        return "请输入您的问题。"
-    if len(message) > searcher.settings.max_question_chars:
-        return f"问题太长了（{len(message)} 字），请精简到 {searcher.settings.max_question_chars} 字以内。"
-    return render_chat(searcher.search(message, k=RESULTS_IN_CHAT))
-
-
-def render_chat(hits: list[Hit]) -> str:
-    """Clauses as chat Markdown; document text is escaped, it is data, never markup."""
-    if not hits:
-        return "资料中没有找到相关规定。" + HOTLINE_NOTE
-    lines = ["以下是与您的问题最相关的条款（原文）："]
-    for n, hit in enumerate(hits, start=1):
-        lines.append(f"**[{n}]** {citation(hit)}\n\n> {clause_html(hit)}")
-    lines.append(HOTLINE_NOTE)
-    return "\n\n".join(lines)
-
-
-def search_desk(searcher: HybridSearcher, query: str, region: str, year: str) -> str:
-    query = (query or "").strip()
-    if not query:
-        return "<p>请输入关键词或问题。</p>"
-    filters = Filters(region=region or None, year=int(year) if year else None)
-    return render_results(searcher.search(query, k=10, filters=filters))
-
-
-def render_results(hits: list[Hit]) -> str:
-    if not hits:
-        return "<p>没有找到匹配的条款。</p>"
-    rows = []
-    for n, hit in enumerate(hits, start=1):
-        rows.append(
-            f"<div class='clause'><p><b>[{n}]</b> {citation(hit)} <small>{hit.score:.3f}</small></p>"
-            f"<p>{clause_html(hit)}</p></div>"
-        )
-    return "\n".join(rows)
-
-
-def build_app(searcher: HybridSearcher) -> gr.Blocks:
-    documents = {a.document.id: a.document for a in searcher.articles}.values()
-    regions = sorted({d.region for d in documents if d.region})
-    years = sorted({d.date[:4] for d in documents if d.date})
-    with gr.Blocks(title="政策问答") as demo:
-        gr.Markdown("# 政策问答\n根据政府公报中的政策文件回答问题，并注明所依据的条款。")
-        with gr.Tab("问答"):
-            gr.ChatInterface(
-                fn=lambda message, history: chat_reply(searcher, message),
-                examples=["打12345反映问题几天能回复？", "预警级别分为哪几级？", "保障性租赁住房面积标准是多少？"],
-            )
-        with gr.Tab("条款检索"):
-            with gr.Row():
-                query = gr.Textbox(label="关键词或问题", scale=4)
-                region = gr.Dropdown(choices=[""] + regions, value="", label="地区")
-                year = gr.Dropdown(choices=[""] + years, value="", label="年份")
-            button = gr.Button("检索", variant="primary")
-            results = gr.HTML()
-            button.click(lambda q, r, y: search_desk(searcher, q, r, y), [query, region, year], results)
-            query.submit(lambda q, r, y: search_desk(searcher, q, r, y), [query, region, year], results)
-    return demo
 
 
 def main(argv=None) -> int:
@@ -109,11 +21,32 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from qa.cli import say_why_index_is_rebuilt
+    from qa.config import load_settings
+    from qa.embedding import PolicyEmbeddings
+    from qa.index import build_index
+    from qa.retrieval import HybridSearcher
+    from qa.web import create_app
+    from qa.web.library import Library, limit_compute_threads, serving_settings
+
     settings = load_settings()
+    embeddings = PolicyEmbeddings(settings)  # one model for the build and for serving
     print("checking the index (first run builds it)…", file=sys.stderr)
-    print(build_index(settings, progress=True).summary(), file=sys.stderr)
-    searcher = HybridSearcher(settings)
-    build_app(searcher).launch(server_name=args.host, server_port=args.port)
+    say_why_index_is_rebuilt(settings, embeddings)  # a missing or damaged index is named, then rebuilt
+    print(build_index(settings, embeddings, progress=True).summary(), file=sys.stderr)
+    # The build used every core; serving runs requests in parallel, one compute thread each.
+    limit_compute_threads(settings.serve_compute_threads)
+    settings = serving_settings(settings)
+    library = Library(settings, HybridSearcher(settings, embeddings=PolicyEmbeddings(settings)))
+    app = create_app(settings, library)
+    admin = "on" if settings.admin_token else "off (set QA_ADMIN_TOKEN to enable)"
+    print(f"政策问答 on http://{args.host}:{args.port}/  widget: /widget  API: /api/ask, /api/search  admin: {admin}", file=sys.stderr)
+    # Access lines (with client addresses) are logged at INFO: only when QA_ACCESS_LOG asks for them.
+    level = "info" if settings.access_log else "warning"
+    uvicorn.run(app, host=args.host, port=args.port, log_level=level, access_log=settings.access_log)
     return 0
 
 

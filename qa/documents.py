@@ -240,7 +240,8 @@ def split_documents(text: str, source_file: str) -> list[Document]:
     label = gazette_label(text)
     gazette = is_gazette(lines)
     starts = find_starts(lines)
-    stop = _end_of_documents(lines)
+    # Only a gazette ends in back matter (its 《…公报》简介); a plain file is body to its last line.
+    stop = _end_of_documents(lines) if gazette else len(lines)
     if not starts or not gazette:
         starts = _single_document_start(lines, starts)
     documents: list[Document] = []

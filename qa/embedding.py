@@ -596,6 +596,18 @@ def load_sentence_transformer(settings: Settings):
     return _load_model(str(provision_model(settings)))
 
 
+def load_encoder(settings: Settings):
+    """The model that embeds for retrieval under ``settings.embedding_backend``: the fp32
+    sentence-transformers model, or the ONNX Runtime artefact made from it (qa/onnx_embedding.py).
+    Both offer ``encode(texts, batch_size=..., ...)`` and ``get_embedding_dimension()``."""
+    from qa.onnx_embedding import BACKEND_TORCH, check_backend, load_onnx_encoder
+
+    check_backend(settings.embedding_backend)
+    if settings.embedding_backend == BACKEND_TORCH:
+        return load_sentence_transformer(settings)
+    return load_onnx_encoder(settings)
+
+
 @functools.lru_cache(maxsize=4)
 def _load_model(path: str):
     from sentence_transformers import SentenceTransformer
@@ -619,7 +631,7 @@ class PolicyEmbeddings(Embeddings):
     @functools.cached_property
     def model(self):
         """Loaded on first use, so that reading ``fingerprint`` stays cheap."""
-        return load_sentence_transformer(self.settings)
+        return load_encoder(self.settings)
 
     @property
     def dimension(self) -> int:
@@ -633,7 +645,13 @@ class PolicyEmbeddings(Embeddings):
         else:
             folder = provision_model(s)
             model_id = f"folder:{folder.name}:{folder_content_hash(folder)}"
-        return "|".join([model_id, f"query={s.query_prefix!r}", f"passage={s.passage_prefix!r}"])
+        parts = [model_id, f"query={s.query_prefix!r}", f"passage={s.passage_prefix!r}"]
+        from qa.onnx_embedding import BACKEND_TORCH, backend_id, check_backend
+
+        check_backend(s.embedding_backend)
+        if s.embedding_backend != BACKEND_TORCH:  # other vectors: never mixed with fp32 ones
+            parts.append(f"backend={backend_id(s.embedding_backend)}")
+        return "|".join(parts)
 
     # --- numpy API ------------------------------------------------------------------------------
     def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:

@@ -141,3 +141,98 @@ def evaluate_retrieval(searcher, questions: list[Question], k: int = 10) -> Retr
             top = f"{a.document.title[:20]} {' > '.join(a.path)[-30:]}"
         report.add(question, rank, found_within_budget(hits, question.quotes), top)
     return report
+
+
+# Thresholds the refusal curve is printed at.
+CURVE_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(0, 20)) + tuple(round(0.05 * i, 2) for i in range(4, 17))
+
+
+@dataclass
+class AnswerOutcome:
+    id: str
+    answerable: bool
+    refused: bool
+    support: float  # the refusal signal; 1.0 for a question naming an article
+    cites_gold: bool
+    question: str = ""
+
+
+@dataclass
+class AnswerReport:
+    outcomes: list[AnswerOutcome] = field(default_factory=list)
+    threshold: float = 0.0
+
+    def _answerable(self) -> list[AnswerOutcome]:
+        return [o for o in self.outcomes if o.answerable]
+
+    def _unanswerable(self) -> list[AnswerOutcome]:
+        return [o for o in self.outcomes if not o.answerable]
+
+    def figures(self) -> dict:
+        answerable, unanswerable = self._answerable(), self._unanswerable()
+        answered = [o for o in answerable if not o.refused]
+        return {
+            "questions": len(self.outcomes),
+            "unanswerable": len(unanswerable),
+            "refusal_threshold": self.threshold,
+            "refusal_recall": round(sum(o.refused for o in unanswerable) / max(1, len(unanswerable)), 4),
+            "false_refusal_rate": round(sum(o.refused for o in answerable) / max(1, len(answerable)), 4),
+            "cited_contains_gold": round(sum(o.cites_gold for o in answered) / max(1, len(answered)), 4),
+        }
+
+    def curve(self) -> list[dict]:
+        """Refusal recall and false refusals had the threshold been each of CURVE_THRESHOLDS."""
+        answerable, unanswerable = self._answerable(), self._unanswerable()
+        rows = []
+        for threshold in CURVE_THRESHOLDS:
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "refusal_recall": round(sum(o.support < threshold for o in unanswerable) / max(1, len(unanswerable)), 4),
+                    "false_refusal_rate": round(sum(o.support < threshold for o in answerable) / max(1, len(answerable)), 4),
+                }
+            )
+        return rows
+
+    def render(self, curve: bool = False) -> str:
+        f = self.figures()
+        lines = [
+            f"questions: {f['questions']} ({f['unanswerable']} without an answer in the corpus)",
+            f"refusal threshold      {f['refusal_threshold']:.3f}",
+            f"refusal recall         {f['refusal_recall']:.3f}",
+            f"false refusal rate     {f['false_refusal_rate']:.3f}",
+            f"cited clause has gold  {f['cited_contains_gold']:.3f}",
+        ]
+        if curve:
+            lines += ["", "threshold  refusal recall  false refusals"]
+            lines += [f"  {r['threshold']:.2f}     {r['refusal_recall']:.3f}           {r['false_refusal_rate']:.3f}" for r in self.curve()]
+        wrong = [o for o in self.outcomes if o.refused == o.answerable or (o.answerable and not o.refused and not o.cites_gold)]
+        if wrong:
+            lines += ["", "wrong (support, what went wrong, question):"]
+            for o in wrong:
+                what = "answered, should refuse" if not o.answerable else "refused" if o.refused else "gold not cited"
+                lines.append(f"  {o.id} {o.support:.2f} {what}: {o.question}")
+        return "\n".join(lines)
+
+
+def cites_gold(answer, quotes: list[str]) -> bool:
+    wanted = [compact(q) for q in quotes]
+    return any(q in compact(c.article.text) for c in answer.citations for q in wanted)
+
+
+def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
+    report = AnswerReport(threshold=answerer.settings.refusal_threshold)
+    for question in questions:
+        reading = answerer.read(question.question)
+        answer = answerer.answer(question.question)
+        report.outcomes.append(
+            AnswerOutcome(
+                id=question.id,
+                answerable=bool(question.quotes),
+                refused=answer.refused,
+                support=1.0 if reading.names_article else reading.support,
+                cites_gold=bool(question.quotes) and cites_gold(answer, question.quotes),
+                question=question.question,
+            )
+        )
+    return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -67,6 +68,12 @@ def article_windows(article: Article, window_chars: int) -> list[str]:
     return windows
 
 
+def keyword_index_version(settings: Settings) -> str:
+    """The tokeniser version and the BM25 parameters (bm25s bakes k1 and b into the index it saves):
+    a change to either rebuilds the keyword index."""
+    return f"{TOKENIZER_VERSION};k1={settings.bm25_k1:g};b={settings.bm25_b:g}"
+
+
 def _sha(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -80,12 +87,15 @@ class Manifest:
     passage_hashes: list[str]
     faiss_type: str
     built_at: float
-    tokenizer: str = ""  # qa.keywords.TOKENIZER_VERSION at build time
+    tokenizer: str = ""  # keyword_index_version() at build time: tokeniser and BM25 parameters
     window_chars: int = 0
     window_hashes: list[str] = field(default_factory=list)
     # window_start[i]..window_start[i+1] are article i's windows in the window index.
     window_start: list[int] = field(default_factory=list)
     version: int = FORMAT_VERSION
+    # Every other file of the folder -> "size:sha256", checked on load (a truncated or damaged file
+    # is found before it is used); empty in indexes built before checksums were kept.
+    checksums: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, ensure_ascii=False)
@@ -108,27 +118,106 @@ class LoadedIndex:
 
 def make_vector_index(vectors: np.ndarray, settings: Settings) -> tuple[faiss.Index, str]:
     """Exact inner product (cosine on normalised vectors) for small corpora; HNSW past a size where
-    a flat scan stops being fast."""
-    dimension = vectors.shape[1]
-    if len(vectors) >= settings.hnsw_threshold:
+    a flat scan stops being fast; IVF with 8-bit vectors past the size where HNSW's build time and
+    float32 memory stop being practical (see :func:`empty_vector_index`)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index, kind = empty_vector_index(len(vectors), vectors.shape[1], settings)
+    train_vector_index(index, vectors, settings)
+    for start in range(0, len(vectors), VECTOR_ADD_CHUNK):
+        index.add(vectors[start : start + VECTOR_ADD_CHUNK])
+    finish_vector_index(index)
+    return index, kind
+
+
+# Vectors added per call, so a large build never needs a second full-size temporary copy.
+VECTOR_ADD_CHUNK = 65_536
+TRAINING_SEED = 0  # the IVF training sample is drawn reproducibly
+
+
+def empty_vector_index(count: int, dimension: int, settings: Settings) -> tuple[faiss.Index, str]:
+    """The index type for ``count`` vectors, empty (and untrained for IVF). Split from
+    :func:`make_vector_index` so a caller holding more vectors than memory can add them in chunks."""
+    if count >= settings.ivf_threshold:
+        kind = f"IVF{max(1, int(round(math.sqrt(count))))},SQ8"
+        index = faiss.index_factory(dimension, kind, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = settings.ivf_nprobe
+        return index, kind
+    if count >= settings.hnsw_threshold:
         index = faiss.IndexHNSWFlat(dimension, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = settings.hnsw_ef_construction
         index.hnsw.efSearch = settings.hnsw_ef_search
-        kind = "HNSWFlat"
-    else:
-        index = faiss.IndexFlatIP(dimension)
-        kind = "FlatIP"
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index, kind
+        return index, "HNSWFlat"
+    return faiss.IndexFlatIP(dimension), "FlatIP"
+
+
+def train_vector_index(index: faiss.Index, vectors: np.ndarray, settings: Settings) -> None:
+    """IVF learns its cells and 8-bit ranges from a random sample (ivf_train_per_list points a
+    cell); the other types need no training."""
+    if index.is_trained or not len(vectors):
+        return
+    wanted = settings.ivf_train_per_list * faiss.extract_index_ivf(index).nlist
+    if len(vectors) > wanted:
+        rows = np.sort(np.random.default_rng(TRAINING_SEED).choice(len(vectors), wanted, replace=False))
+        vectors = vectors[rows]
+    index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def finish_vector_index(index: faiss.Index) -> None:
+    """IVF keeps an id -> list position map, so retrieval can read a vector back by article number
+    (``reconstruct``), as it does from the flat and HNSW types."""
+    if isinstance(index, faiss.IndexIVF):
+        index.make_direct_map()
+
+
+def file_checksum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.stat().st_size}:{digest.hexdigest()}"
+
+
+def seal_folder(folder: Path) -> dict[str, str]:
+    """Checksums of every file in ``folder``, each flushed to disk on the way (so the folder is
+    whole on disk before CURRENT points at it, even after a power cut)."""
+    sums = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as written:
+            os.fsync(written.fileno())
+        sums[path.relative_to(folder).as_posix()] = file_checksum(path)
+    return sums
+
+
+def fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def verify_checksums(folder: Path, checksums: dict[str, str], only: tuple[str, ...] = ()) -> None:
+    """Raises IndexUnavailable naming the first file that is missing, truncated or damaged."""
+    for name, expected in checksums.items():
+        if only and name not in only:
+            continue
+        path = folder / name
+        if not path.is_file():
+            raise IndexUnavailable(f"index file {path} is missing; rebuild it")
+        if file_checksum(path) != expected:
+            raise IndexUnavailable(f"index file {path} is damaged (its size or checksum differs from the manifest); rebuild it")
 
 
 def current_folder(index_dir: Path) -> Path | None:
     pointer = index_dir / CURRENT_POINTER
-    if not pointer.exists():
+    try:
+        name = pointer.read_text(encoding="utf-8").strip()
+        folder = index_dir / name
+        # Only a version folder of this index counts: a damaged pointer reads as "no index".
+        return folder if name.startswith("v-") and "/" not in name and folder.is_dir() else None
+    except (OSError, ValueError):  # missing, unreadable, not text, a NUL in the name
         return None
-    folder = index_dir / pointer.read_text(encoding="utf-8").strip()
-    return folder if folder.is_dir() else None
 
 
 def _read_articles(folder: Path) -> list[Article]:
@@ -168,23 +257,24 @@ def load_index(settings: Settings, fingerprint: str | None = None) -> LoadedInde
             raise IndexUnavailable(
                 f"index was built with {manifest.fingerprint}, not the configured {fingerprint}; rebuild it"
             )
+        verify_checksums(folder, manifest.checksums)
         articles = _read_articles(folder)
         vectors = faiss.read_index(str(folder / "vectors.faiss"))
         windows = faiss.read_index(str(folder / "windows.faiss"))
         keywords = bm25s.BM25.load(str(folder / "keywords"))
         load_user_dictionary(folder / "userdict.txt")
+        if (
+            [a.id for a in articles] != manifest.article_ids
+            or vectors.ntotal != len(articles)
+            or windows.ntotal != len(manifest.window_hashes)
+            or len(manifest.window_start) != len(articles) + 1
+        ):
+            raise IndexUnavailable(f"index in {folder} is inconsistent (articles and vectors differ); rebuild it")
+        owner = np.repeat(np.arange(len(articles)), np.diff(manifest.window_start))
     except IndexUnavailable:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise IndexUnavailable(f"index in {folder} is unreadable ({error}); rebuild it") from error
-    if (
-        [a.id for a in articles] != manifest.article_ids
-        or vectors.ntotal != len(articles)
-        or windows.ntotal != len(manifest.window_hashes)
-        or len(manifest.window_start) != len(articles) + 1
-    ):
-        raise IndexUnavailable(f"index in {folder} is inconsistent (articles and vectors differ); rebuild it")
-    owner = np.repeat(np.arange(len(articles)), np.diff(manifest.window_start))
     return LoadedIndex(manifest, articles, vectors, windows, owner, keywords, folder)
 
 
@@ -217,13 +307,15 @@ def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndar
         manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
         if manifest.fingerprint != fingerprint:
             return {}
+        # Damaged vectors must not be carried into the new index: reused only when they check out.
+        verify_checksums(folder, manifest.checksums, only=("embeddings.npy", "window_embeddings.npy"))
         articles = np.load(folder / "embeddings.npy")
         windows = np.load(folder / "window_embeddings.npy")
-    except (OSError, ValueError, KeyError, TypeError):
+        if len(articles) != len(manifest.passage_hashes) or len(windows) != len(manifest.window_hashes):
+            return {}
+        return dict(zip(manifest.passage_hashes, articles)) | dict(zip(manifest.window_hashes, windows))
+    except (OSError, ValueError, KeyError, TypeError, IndexUnavailable):
         return {}
-    if len(articles) != len(manifest.passage_hashes) or len(windows) != len(manifest.window_hashes):
-        return {}
-    return dict(zip(manifest.passage_hashes, articles)) | dict(zip(manifest.window_hashes, windows))
 
 
 def _embed_reusing(texts, hashes, previous, embeddings, *, desc: str, unit: str, progress: bool):
@@ -251,9 +343,10 @@ def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], 
     except IndexUnavailable:
         return False
     return (
-        manifest.files == files
+        bool(manifest.checksums)  # an index from before checksums is rewritten once, with them
+        and manifest.files == files
         and manifest.article_ids == article_ids
-        and manifest.tokenizer == TOKENIZER_VERSION
+        and manifest.tokenizer == keyword_index_version(settings)
         and manifest.window_chars == settings.window_chars
     )
 
@@ -299,7 +392,7 @@ def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = Non
         passage_hashes=hashes,
         faiss_type=kind,
         built_at=time.time(),
-        tokenizer=TOKENIZER_VERSION,
+        tokenizer=keyword_index_version(settings),
         window_chars=settings.window_chars,
         window_hashes=window_hashes,
         window_start=window_start,
@@ -332,17 +425,26 @@ def _write_atomically(settings, corpus, articles, passages, article_vectors, win
         faiss.write_index(index, str(staging / "vectors.faiss"))
         np.save(staging / "window_embeddings.npy", windows)
         faiss.write_index(window_index, str(staging / "windows.faiss"))
-        keywords = bm25s.BM25()
+        keywords = bm25s.BM25(k1=settings.bm25_k1, b=settings.bm25_b)
         keywords.index([tokenize(p) or ["<empty>"] for p in passages], show_progress=False)
         keywords.save(str(staging / "keywords"))
-        (staging / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+        manifest.checksums = seal_folder(staging)
+        with open(staging / "manifest.json", "w", encoding="utf-8") as out:
+            out.write(manifest.to_json())
+            out.flush()
+            os.fsync(out.fileno())
+        fsync_dir(staging)
         os.replace(staging, settings.index_dir / name)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     pointer_tmp = settings.index_dir / f".{CURRENT_POINTER}.{uuid.uuid4().hex[:6]}"
-    pointer_tmp.write_text(name, encoding="utf-8")
+    with open(pointer_tmp, "w", encoding="utf-8") as pointer:
+        pointer.write(name)
+        pointer.flush()
+        os.fsync(pointer.fileno())
     os.replace(pointer_tmp, settings.index_dir / CURRENT_POINTER)
+    fsync_dir(settings.index_dir)
     _remove_old_versions(settings.index_dir, keep=name)
 
 
@@ -350,6 +452,9 @@ ARTICLE_FIELDS = ("id", "doc_id", "label", "path", "text", "start", "end", "part
 
 
 def _remove_old_versions(index_dir: Path, keep: str) -> None:
+    """Earlier versions, and what killed builds left: staging folders and CURRENT pointer drafts."""
     for child in index_dir.iterdir():
         if child.is_dir() and child.name != keep and (child.name.startswith("v-") or child.name.endswith(".partial")):
             shutil.rmtree(child, ignore_errors=True)
+        elif child.is_file() and child.name.startswith(f".{CURRENT_POINTER}."):
+            child.unlink(missing_ok=True)

@@ -31,12 +31,19 @@ USER_WORD_FREQ = 2000
 MIN_TERM_COUNT = 2
 
 
+# Traditional forms the gazettes mix with the simplified ones (the 泾源县 gazette prints 涇源县 in
+# some titles and running heads), folded so that a question and a clause meet on either spelling.
+# NFKC leaves these alone: they are distinct characters, not compatibility forms.
+VARIANT_CHARS = str.maketrans({"涇": "泾", "時": "时", "間": "间", "縣": "县", "區": "区", "會": "会", "辦": "办"})
+
+
 def normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC (full-width letters, digits and punctuation to half width), lower case, variant forms."""
+    return unicodedata.normalize("NFKC", text).lower().translate(VARIANT_CHARS)
 
 
 # Bump when tokenisation changes, so indexes built with the old one are rebuilt.
-TOKENIZER_VERSION = "jieba-search+bigrams-1"
+TOKENIZER_VERSION = "jieba-search+bigrams-2"
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 
@@ -89,3 +96,24 @@ def load_user_dictionary(path: Path) -> None:
     jieba.setLogLevel(60)
     jieba.load_userdict(str(path))
     _loaded_dictionaries.add(key)
+
+
+# -- quantities -----------------------------------------------------------------------------------
+# A question that asks how much / how long / when / how often wants a clause that states a number.
+ASKS_QUANTITY = re.compile(
+    r"多少|几[个天日次月年号岁名人户项倍级批]|几月|几号|几点|多久|多长|多大|多高|多远|多快|比例|比率|占比"
+    r"|什么时候|何时|哪天|期限|时限|截止|最迟|最晚|最多|最少|至少|不少于|不超过|频次|什么标准|标准是"
+)
+# A number with a unit (digits or Chinese numerals): 1小时, 70平方米, 每季度2次, 10月10日, 98%.
+QUANTITY = re.compile(
+    r"(?:\d+(?:\.\d+)?|[一二三四五六七八九十百千万两半]+)\s*"
+    r"(?:%|个工作日|工作日|个|次|天|日|小时|分钟|周|月|年|岁|周岁|元|万元|亿元|万|亿|平方米|米|公里|公顷|亩|户|人|家|所|项|倍|级|批|名|件|座|辆|吨|立方米)"
+)
+
+
+def asks_quantity(question: str) -> bool:
+    return bool(ASKS_QUANTITY.search(normalise(question)))
+
+
+def has_quantity(text: str) -> bool:
+    return bool(QUANTITY.search(normalise(text)))

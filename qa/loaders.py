@@ -29,7 +29,14 @@ def decode_text(data: bytes, name: str = "<bytes>") -> str:
     """Decode a text file: UTF-8, then GB18030, then charset-normalizer's best guess."""
     if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LoadError(name, "looks like a binary file, not text")
-    for encoding in PREFERRED_ENCODINGS:
+    try:
+        return data.decode(PREFERRED_ENCODINGS[0])
+    except UnicodeDecodeError:
+        pass
+    mixed = _decode_mixed_lines(data)
+    if mixed is not None:
+        return mixed
+    for encoding in PREFERRED_ENCODINGS[1:]:
         try:
             return data.decode(encoding)
         except UnicodeDecodeError:
@@ -40,6 +47,26 @@ def decode_text(data: bytes, name: str = "<bytes>") -> str:
     if best is None:
         raise LoadError(name, "unknown text encoding (not UTF-8 or GBK/GB18030)")
     return str(best)
+
+
+def _decode_mixed_lines(data: bytes) -> str | None:
+    """A file pieced together from UTF-8 and GBK parts (paragraphs pasted from another file), each
+    line read in the encoding it is valid in; None when the file is not such a mix. Decoding it
+    whole as GB18030 would turn the UTF-8 lines into mojibake without an error."""
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    decoded, encodings = [], set()
+    for line in lines:
+        for encoding in ("utf-8", "gb18030"):
+            try:
+                decoded.append(line.decode(encoding))
+            except UnicodeDecodeError:
+                continue
+            if not line.isascii():
+                encodings.add(encoding)
+            break
+        else:
+            return None
+    return "\n".join(decoded) if len(encodings) > 1 else None
 
 
 def _read_pdf(data: bytes, name: str) -> str:

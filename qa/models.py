@@ -81,3 +81,57 @@ class Hit:
         data = self.article.to_dict()
         data["score"] = round(self.score, 4)
         return data
+
+
+@dataclass
+class Citation:
+    """A clause an answer rests on, numbered as the answer cites it: ``[n]``."""
+
+    n: int
+    hit: Hit
+
+    @property
+    def article(self) -> Article:
+        return self.hit.article
+
+    def notes(self) -> list[str]:
+        """Validity notes a reader must see next to the clause (试行, 施行日期, what it repealed)."""
+        doc = self.article.document
+        notes = []
+        if doc is None:
+            return notes
+        if doc.trial:
+            notes.append("试行")
+        if doc.effective_date:
+            notes.append(f"自{doc.effective_date}起施行")
+        return notes
+
+    def to_dict(self) -> dict:
+        data = self.article.to_dict()
+        keys = ("id", "doc_title", "doc_number", "issuer", "date", "region", "label", "path", "text", "source_file", "trial", "effective_date")
+        return {"n": self.n} | {key: data[key] for key in keys} | {"notes": self.notes(), "score": round(self.hit.score, 4)}
+
+
+@dataclass
+class Answer:
+    """What the answer step returns: the text with ``[n]`` markers, whether it is a refusal, and the
+    clauses cited (for a refusal: the closest clauses, shown as 可能相关 and not asserted)."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    mode: str = "extractive"  # "extractive", "llm" or "lookup"
+    standalone_question: str = ""  # the question as searched, after a follow-up is put in context
+    notes: list[str] = field(default_factory=list)  # e.g. "LLM unavailable, extractive answer given"
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "mode": self.mode,
+            "standalone_question": self.standalone_question or self.question,
+            "citations": [c.to_dict() for c in self.citations],
+            "notes": list(self.notes),
+        }

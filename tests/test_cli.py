@@ -18,7 +18,7 @@ from qa.config import PROJECT_ROOT  # noqa: E402
 
 pytest_plugins = ["fixtures_index"]
 
-COMMANDS = ("documents", "articles", "build", "search", "eval")
+COMMANDS = ("documents", "articles", "build", "search", "ask", "eval")
 ARTICLE_FIELDS = {"id", "doc_id", "doc_title", "doc_number", "issuer", "date", "region", "source_file", "label", "path", "text", "start", "end"}
 HIT_FIELDS = {"id", "doc_title", "doc_number", "label", "path", "text", "score", "source_file"}
 
@@ -164,6 +164,15 @@ EVAL_QUESTIONS = [
 ]
 
 
+ASK_QUESTIONS = [
+    {"id": "hotline", "question": _HOTLINE_Q},
+    {"id": "weather", "question": "住房公积金贷款最高额度是多少钱？"},
+    {"id": "lookup", "question": "12345热线管理办法第六条"},
+    {"id": "blank", "question": "   "},
+]
+CITATION_FIELDS = {"n", "doc_title", "doc_number", "label", "path", "text", "source_file"}
+
+
 def _write_jsonl(path, rows, trailer="\n") -> str:
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + trailer, encoding="utf-8")
     return str(path)
@@ -176,6 +185,10 @@ def model_runs(built, tmp_path_factory):
         "single": ("search", QUESTIONS[0][0], "--json"),
         "batch": ("search", "--batch", _write_jsonl(folder / "q.jsonl", BATCH_QUESTIONS, "\n\n"), "-k", "3"),
         "eval": ("eval", "--questions", _write_jsonl(folder / "eval.jsonl", EVAL_QUESTIONS)),
+        "ask": ("ask", QUESTIONS[0][0]),
+        "ask_json": ("ask", QUESTIONS[0][0], "--json"),
+        "ask_batch": ("ask", "--batch", _write_jsonl(folder / "ask.jsonl", ASK_QUESTIONS)),
+        "eval_answers": ("eval", "--answers", "--curve", "--questions", _write_jsonl(folder / "answers.jsonl", EVAL_QUESTIONS)),
     }
     started = {name: start_qa(built, *args) for name, args in commands.items()}
     results = {}
@@ -261,3 +274,46 @@ def test_eval_with_a_missing_question_file_is_a_clear_error(built, tmp_path):
     result = run_qa(built, "eval", "--questions", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 2
     assert "missing.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ask_prints_an_answer_citing_its_clause(model_runs):
+    out = _ok(model_runs["ask"])
+    assert "5个工作日内办结" in out and "[1]" in out
+    assert "宁政办发〔2022〕30号" in out and "第五条" in out  # the citation under the answer
+    assert "试行" in out  # validity note of the 办法（试行）
+
+
+def test_ask_json(model_runs):
+    (row,) = json_lines(_ok(model_runs["ask_json"]))
+    assert row["refused"] is False and "[1]" in row["answer"]
+    assert row["citations"] and CITATION_FIELDS <= set(row["citations"][0])
+    first = row["citations"][0]
+    assert first["n"] == 1 and first["label"] == "第五条" and first["source_file"] == HOTLINE_FILE
+    assert "5个工作日内办结" in first["text"]
+
+
+def test_ask_batch(model_runs):
+    rows = {r["id"]: r for r in json_lines(_ok(model_runs["ask_batch"]))}
+    assert list(rows) == ["hotline", "weather", "lookup", "blank"]
+    for row in rows.values():
+        assert {"id", "answer", "refused", "citations"} <= set(row)
+        for citation in row["citations"]:
+            assert CITATION_FIELDS <= set(citation)
+    assert rows["hotline"]["refused"] is False
+    assert rows["weather"]["refused"] is True and "12345" in rows["weather"]["answer"]
+    assert rows["lookup"]["citations"][0]["label"] == "第六条" and "不少于3年" in rows["lookup"]["answer"]
+    assert rows["blank"]["error"] and rows["blank"]["citations"] == []
+
+
+def test_ask_without_question_is_an_error(small_settings):
+    result = run_qa(small_settings, "ask")
+    assert result.returncode == 2 and "error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_answers_prints_refusal_and_citation_figures(model_runs):
+    out = _ok(model_runs["eval_answers"])
+    found = dict(re.findall(r"^(refusal recall|false refusal rate|cited clause has gold)\s+([01]\.\d{3})$", out, re.M))
+    assert set(found) == {"refusal recall", "false refusal rate", "cited clause has gold"}, out
+    assert float(found["refusal recall"]) == 1.0  # the weather question is refused
+    assert float(found["false refusal rate"]) <= 1 / 3
+    assert re.search(r"^threshold\s+refusal recall\s+false refusals$", out, re.M)  # the curve

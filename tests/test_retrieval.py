@@ -3,11 +3,13 @@ scores and ranking, the LangChain retriever. Real model, hand-made corpus (tests
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.register_assert_rewrite("fixtures_index")
 
 from fixtures_index import FOREST_FILE, HOTLINE_FILE, HOUSING_FILE, QUESTIONS  # noqa: E402
+from qa.keywords import tokenize  # noqa: E402
 from qa.retrieval import Filters, HybridSearcher, PolicyRetriever  # noqa: E402
 
 pytest_plugins = ["fixtures_index"]
@@ -158,12 +160,18 @@ def test_scores_are_bounded_and_hits_are_ranked_consistently(small_searcher, que
     assert vias == sorted(vias, key=lambda v: v != "lookup")
     # asking for fewer results gives the head of the same ranking
     assert [h.article.id for h in small_searcher.search(query, k=3)] == ids[:3]
-    # Within one document (same title bonus) a hit is never ranked above one that beats it on
-    # both the dense and the keyword score.
+    # Within one document (same title and region evidence) and among clauses of one kind (both
+    # stating a number, or neither) a hit is never ranked above one that beats it on both the dense
+    # and the keyword score.
     hybrid = [h for h in hits if h.via == "hybrid"]
+    index_of = {a.id: n for n, a in enumerate(small_searcher.articles)}
     for i, upper in enumerate(hybrid):
         for lower in hybrid[i + 1 :]:
             if lower.article.doc_id != upper.article.doc_id:
+                continue
+            a, b = index_of[upper.article.id], index_of[lower.article.id]
+            evidence = small_searcher._evidence(query, [a, b])
+            if evidence[a] != evidence[b]:
                 continue
             dominated = (lower.dense_score >= upper.dense_score and lower.keyword_score >= upper.keyword_score) and (
                 lower.dense_score > upper.dense_score + 1e-6 or lower.keyword_score > upper.keyword_score + 1e-6
@@ -217,3 +225,175 @@ def test_langchain_retriever_applies_filters_and_handles_empty_queries(small_sea
     docs = retriever.invoke("森林防火戒严期")
     assert docs and all(d.metadata["date"].startswith("2021") for d in docs)
     assert PolicyRetriever(searcher=small_searcher, k=3).invoke("   ") == []
+
+
+# -- region, title and quantity evidence --------------------------------------------------------------
+
+# The same provision in the 自治区's plan and in a district's plan restating it (as district plans do).
+REGION_PROVISION = "汛期实行24小时防汛值班制度，值班人员不得擅自离岗，值班电话保持畅通。"
+
+
+def _flood_gazette(masthead: str, issuer: str, title: str, number: str) -> str:
+    return f"""{masthead}
+人民政府公报
+
+2022 年 第 5 期
+
+目 录
+
+{issuer}关于印发{title}的通知
+（{number}）…………（2）
+
+{issuer}关于印发{title}的通知
+
+{number}
+
+各有关单位：
+
+现将《{title}》印发给你们，请认真贯彻执行。
+
+{issuer}
+
+2022年5月10日
+
+{title}
+
+一、总体要求
+
+坚持人民至上、生命至上，统筹做好防汛抗旱各项工作。
+
+二、值班值守
+
+{REGION_PROVISION}
+
+三、物资保障
+
+各级防汛指挥机构按规定储备抢险物资，所需经费列入本级财政预算。
+"""
+
+
+@pytest.fixture(scope="module")
+def region_searcher(tmp_path_factory, small_embeddings):
+    from fixtures_index import write_corpus
+    from qa.config import load_settings
+    from qa.index import build_index
+
+    root = tmp_path_factory.mktemp("regions")
+    files = {
+        "top.txt": _flood_gazette("宁夏回族自治区", "自治区人民政府办公厅", "宁夏回族自治区防汛抗旱应急预案", "宁政办发〔2022〕40号"),
+        "district.txt": _flood_gazette("石嘴山市大武口区", "大武口区人民政府办公室", "大武口区防汛抗旱应急预案", "石大政办发〔2022〕40号"),
+    }
+    settings = load_settings(corpus_dir=write_corpus(root / "corpus", files), index_dir=root / "index")
+    build_index(settings, small_embeddings, progress=False)
+    return HybridSearcher(settings, embeddings=small_embeddings)
+
+
+def _top_region(searcher, question):
+    hits = searcher.search(question, k=2)
+    assert REGION_PROVISION in hits[0].article.text, question
+    return hits[0].article.document.region
+
+
+@pytest.mark.parametrize(
+    "question, region",
+    [
+        ("大武口区汛期防汛值班有什么要求？", "石嘴山市大武口区"),
+        ("大武口汛期值班人员能离岗吗", "石嘴山市大武口区"),
+        ("宁夏汛期防汛值班有什么要求？", "宁夏回族自治区"),
+        ("自治区汛期防汛值班有什么要求？", "宁夏回族自治区"),
+        # no region named: the 自治区's plan, which the district's restates
+        ("汛期防汛值班有什么要求？", "宁夏回族自治区"),
+    ],
+    ids=["district", "district-short-name", "ningxia", "zizhiqu", "none-named"],
+)
+def test_the_region_a_question_names_comes_first(region_searcher, question, region):
+    assert _top_region(region_searcher, question) == region
+
+
+def test_named_regions_and_their_aliases(region_searcher):
+    from qa.retrieval import region_aliases
+
+    assert region_aliases("石嘴山市惠农区") == {"石嘴山市惠农区", "石嘴山市", "石嘴山", "惠农区", "惠农"}
+    assert region_aliases("宁夏回族自治区") == {"宁夏回族自治区", "宁夏", "自治区"}
+    assert region_aliases("固原市泾源县") >= {"泾源县", "泾源", "固原"}
+    assert region_searcher.named_regions("大武口区防汛办在哪") == {"石嘴山市大武口区"}
+    assert region_searcher.named_regions("石嘴山市防汛值班") == {"石嘴山市大武口区"}  # the only 石嘴山 region here
+    assert region_searcher.named_regions("宁夏和大武口区分别怎么规定") == {"宁夏回族自治区", "石嘴山市大武口区"}
+    assert region_searcher.named_regions("防汛值班要求") == set()
+
+
+def _provision_margin(searcher, question, region, **settings):
+    """Score of ``region``'s copy of the provision minus the other region's copy."""
+    import dataclasses
+
+    before = searcher.settings
+    searcher.settings = dataclasses.replace(before, **settings)
+    try:
+        hits = searcher.search(question, k=len(searcher.articles))
+    finally:
+        searcher.settings = before
+    scores = {h.article.document.region: h.score for h in hits if REGION_PROVISION in h.article.text}
+    assert len(scores) == 2 and all(0.0 <= v <= 1.0 for v in scores.values())
+    (other,) = set(scores) - {region}
+    return scores[region] - scores[other]
+
+
+@pytest.mark.parametrize(
+    "question, region, weight",
+    [
+        ("大武口区汛期防汛值班有什么要求？", "石嘴山市大武口区", "region_weight"),
+        ("宁夏汛期防汛值班有什么要求？", "宁夏回族自治区", "region_weight"),
+        ("汛期防汛值班有什么要求？", "宁夏回族自治区", "top_level_weight"),
+    ],
+    ids=["district", "ningxia", "none-named"],
+)
+def test_region_evidence_widens_the_named_regions_lead_and_can_be_turned_off(region_searcher, question, region, weight):
+    on = _provision_margin(region_searcher, question, region, **{weight: 0.1})
+    off = _provision_margin(region_searcher, question, region, **{weight: 0.0})
+    assert on > off
+
+
+def test_title_scores_point_at_the_document_a_question_names(small_searcher):
+    scores = small_searcher.title_scores(tokenize("12345热线的工单多久办完"))
+    best = small_searcher._doc_ids[int(np.argmax(scores))]
+    assert best == _articles_of(small_searcher, HOTLINE_FILE)[0].doc_id
+    assert scores.max() == pytest.approx(1.0)
+    assert not small_searcher.title_scores([]).any()
+
+
+def test_a_question_asking_for_a_number_prefers_the_clause_stating_one(small_searcher):
+    # Both 三、 and 四、 of the forest plan are about fighting fires; only 三、 states how soon.
+    hits = small_searcher.search("发现山火报警后，镇街多长时间内要组织人赶到现场？", k=3)
+    assert hits[0].article.label == "三、" and "30分钟内" in hits[0].article.text
+
+
+# -- query normalisation and quantity words ------------------------------------------------------------
+
+
+def test_normalise_folds_width_case_and_variant_characters():
+    from qa.keywords import normalise
+
+    assert normalise("涇源县１２３４５ＡＢ") == "泾源县12345ab"
+    assert tokenize("涇源县政务公开") == tokenize("泾源县政务公开")
+
+
+@pytest.mark.parametrize(
+    "question, asks",
+    [("工单最多延期几次？", True), ("住房面积一般多大", True), ("材料什么时候前报送", True), ("补贴按什么标准发", True),
+     ("防汛办设在哪个单位？", False), ("谁来牵头", False), ("燃气入户检查要签字吗", False)],
+)
+def test_questions_asking_for_a_number(question, asks):
+    from qa.keywords import asks_quantity
+
+    assert asks_quantity(question) is asks
+
+
+@pytest.mark.parametrize(
+    "text, has",
+    [("最迟不得超过1小时", True), ("建筑面积不超过70平方米", True), ("每季度至少召开一次", True), ("１０月１０日前报送", True),
+     ("负责统筹协调、业务指导", False), ("第二章 工作流程", False)],
+)
+def test_clauses_stating_a_number(text, has):
+    from qa.keywords import has_quantity
+
+    assert has_quantity(text) is has

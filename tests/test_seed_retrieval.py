@@ -18,9 +18,11 @@ def test_dev_set_retrieval_floor(seed_searcher):
     if not DEV_SET.exists():
         pytest.skip("dev set not available")
     figures = evaluate_retrieval(seed_searcher, read_questions(DEV_SET)).figures()
-    # Measured 0.958 / 0.860 when written; the floor catches regressions, not noise.
-    assert figures["recall@5"] >= 0.90
-    assert figures["mrr@10"] >= 0.80
+    # Measured R@1 0.889, R@5 1.000, MRR 0.940 with the region/title/quantity evidence and BM25
+    # b=0.4; the floors sit a question or two below, to catch regressions, not noise.
+    assert figures["recall@1"] >= 0.86
+    assert figures["recall@5"] >= 0.98
+    assert figures["mrr@10"] >= 0.92
 
 
 def test_article_lookup_by_short_name_and_number(seed_searcher):
@@ -34,11 +36,3 @@ def test_region_filter(seed_searcher):
     hits = seed_searcher.search("防汛值班", k=5, filters=Filters(region="大武口区"))
     assert hits and all("大武口区" in h.article.document.region for h in hits)
 
-
-def test_chat_reply_cites_clauses(seed_searcher):
-    from app import chat_reply
-
-    reply = chat_reply(seed_searcher, "12345 通话录音 保存多久")
-    assert "[1]" in reply and "12345" in reply
-    assert chat_reply(seed_searcher, "   ") == "请输入您的问题。"
-    assert "太长" in chat_reply(seed_searcher, "问" * 5000)

@@ -1,0 +1,271 @@
+"""Step 6 of the flow: a question (and the conversation so far) -> an ``Answer`` that cites its clauses.
+
+1. The question is checked (empty, too long) and, when it is a follow-up ("那要多久？"), put in the
+   context of the conversation: rewritten by the LLM when one is configured, otherwise carried on
+   the earlier question's subject.
+2. Retrieval; a question that names an article (《XX办法》第十六条) gets the article itself.
+3. The clauses are read sentence by sentence (qa/extractive.py). When the best sentence of the top
+   clause does not support the question, the answer is a refusal that points to the 12345 hotline
+   and lists the closest clauses as 可能相关, without asserting them.
+4. Without an LLM the answer quotes the supporting sentences verbatim, leading with the direct
+   answer (the number, the deadline, the department). With an LLM the answer is streamed, then
+   checked: unknown [n] removed, uncited sentences dropped; if the endpoint fails, times out or
+   returns nothing usable, the extractive answer is given.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+from qa.config import Settings
+from qa.extractive import ClauseReader, Quote, applies_to, asked_kind, named_places
+from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
+from qa.models import Answer, Citation, Hit
+from qa.prompts import load_prompts
+from qa.retrieval import Filters, HybridSearcher
+
+# Openings that make a question lean on the one before it.
+FOLLOWUP_OPENING = re.compile(r"^(那|那么|那要|那如果|还有|另外|如果|要是|它|这个|这些|那个|那些|其中|同样)")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Halves of UTF-16 surrogate pairs standing alone: JSON may carry them ("\ud800"), but they are not
+# text, and the tokeniser and UTF-8 encoding both fail on them.
+LONE_SURROGATES = re.compile(r"[\ud800-\udfff]")
+POSSIBLY_RELATED = "可能相关的条款（仅供参考，未必能回答您的问题）："
+HOTLINE = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
+
+
+class QuestionError(ValueError):
+    """A question that cannot be asked as given; the message is for the person who asked."""
+
+
+def plain_text(text: str | None) -> str:
+    """Text as it may be searched and shown: NFC, control characters and lone surrogates replaced
+    by spaces, one line, trimmed."""
+    text = unicodedata.normalize("NFC", LONE_SURROGATES.sub(" ", text or ""))
+    return CONTROL_CHARS.sub(" ", text).replace("\n", " ").strip()
+
+
+def clean_question(question: str | None, settings: Settings) -> str:
+    text = plain_text(question)
+    if not text:
+        raise QuestionError("请输入您的问题。")
+    if len(text) > settings.max_question_chars:
+        raise QuestionError(f"问题太长了（{len(text)} 字），请精简到 {settings.max_question_chars} 字以内。")
+    return text
+
+
+def conversation(history: Sequence) -> list[tuple[str, str]]:
+    """(role, text) turns from Gradio's messages format ({"role", "content"}) or (user, bot) pairs;
+    anything else (files, components) is skipped."""
+    turns = []
+    for item in history or ():
+        if isinstance(item, dict):
+            role, content = item.get("role"), item.get("content")
+            if role in ("user", "assistant") and isinstance(content, str) and plain_text(content):
+                turns.append((role, plain_text(content)))
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            for role, content in zip(("user", "assistant"), item):
+                if isinstance(content, str) and plain_text(content):
+                    turns.append((role, plain_text(content)))
+    return turns
+
+
+@dataclass
+class Reading:
+    question: str
+    standalone: str
+    notes: list[str]
+    hits: list[Hit]
+    usable: list[Hit]  # the hits that apply to the places the question names
+    quotes: list[Quote]
+    support: float
+
+    @property
+    def names_article(self) -> bool:
+        return bool(self.hits) and self.hits[0].via == "lookup"
+
+
+class Answerer:
+    def __init__(self, settings: Settings, searcher: HybridSearcher | None = None, llm=None):
+        self.settings = settings
+        self.searcher = searcher or HybridSearcher(settings)
+        self.reader = ClauseReader(self.searcher.articles, settings)
+        self.prompts = load_prompts(settings)
+        llm = llm if llm is not None else make_llm(settings)
+        self.generator = Generator(llm, self.prompts, settings) if llm is not None else None
+
+    # -- public --------------------------------------------------------------------------------
+    def answer(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Answer:
+        final = None
+        for final in self.stream(question, history, filters, context):
+            pass
+        return final
+
+    def stream(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Iterator[Answer]:
+        """Answers whose text grows as an LLM writes; the last one is the final, checked answer.
+        Raises QuestionError for a question that cannot be asked."""
+        reading = self.read(question, history, filters, context)
+        base = Answer(question=reading.question, text="", refused=False, standalone_question=reading.standalone, notes=reading.notes)
+        if reading.names_article:
+            yield self.lookup_answer(base, reading.hits)
+        elif reading.support < self.settings.refusal_threshold:
+            yield self.refusal(base, reading.hits)
+        elif self.generator is None:
+            yield self.extractive_answer(base, reading.quotes)
+        else:
+            yield from self.generated_answer(base, reading.usable[: self.settings.llm_clauses], reading.quotes)
+
+    def read(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Reading:
+        """Everything the answer is decided on: the standalone question, the hits, the sentences
+        that answer it and how well they support an answer."""
+        question = clean_question(question, self.settings)
+        standalone, notes = self.standalone_question(question, conversation(history))
+        hits = self.retrieve(standalone, filters, context)
+        places = named_places(standalone)
+        usable = [hit for hit in hits if applies_to(hit.article, places)]
+        # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
+        kind = asked_kind(question) or asked_kind(standalone)
+        quotes = self.reader.quotes(standalone, usable[: self.settings.answer_clauses], kind)
+        return Reading(question, standalone, notes, hits, usable, quotes, self.support(quotes, usable))
+
+    def support(self, quotes: list[Quote], hits: list[Hit]) -> float:
+        """How well the top clause supports an answer: its best sentence's support (0..1)."""
+        if not hits:
+            return 0.0
+        top = hits[0].article.id
+        return max((q.support for q in quotes if q.hit.article.id == top), default=0.0)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def standalone_question(self, question: str, turns: list[tuple[str, str]]) -> tuple[str, list[str]]:
+        """The question with what a follow-up leaves out filled in from the conversation."""
+        asked_before = [text for role, text in turns if role == "user"]
+        if not asked_before:
+            return question, []
+        if self.generator is not None:
+            try:
+                return self.generator.rewrite_followup(question, turns), []
+            except GenerationError as error:
+                note = f"大模型改写追问失败（{error}），已按上文补全问题。"
+                return self._carry_subject(question, asked_before), [note]
+        return self._carry_subject(question, asked_before), []
+
+    def _is_followup(self, question: str) -> bool:
+        return len(question) <= self.settings.followup_max_chars or bool(FOLLOWUP_OPENING.match(question))
+
+    def _carry_subject(self, question: str, asked_before: list[str]) -> str:
+        """Without an LLM: a follow-up is searched together with the question it follows (and that
+        one with its own, when it was a follow-up too)."""
+        subject = ""
+        for earlier in asked_before:
+            subject = f"{subject} {earlier}".strip() if subject and self._is_followup(earlier) else earlier
+        if not self._is_followup(question):
+            return question
+        return f"{subject} {question}"[-self.settings.max_question_chars :]
+
+    def retrieve(self, question: str, filters: Filters | None, context: str) -> list[Hit]:
+        """Hits for the question. A host page's context (the policy it shows) is preferred when it
+        names a document whose clauses support the question; otherwise the whole corpus answers."""
+        k = max(self.settings.answer_clauses, self.settings.llm_clauses)
+        hits = self.searcher.search(question, k=k, filters=filters)
+        context = plain_text(context)[: self.settings.max_question_chars]
+        if not context:
+            return hits
+        within = replace(filters or Filters(), document=context)
+        preferred = self.searcher.search(question, k=k, filters=within)
+        if not preferred:
+            return hits
+        quotes = self.reader.quotes(question, preferred[: self.settings.answer_clauses])
+        if self.support(quotes, preferred) < self.settings.refusal_threshold:
+            return hits
+        seen = {hit.article.id for hit in preferred}
+        return preferred + [hit for hit in hits if hit.article.id not in seen]
+
+    # -- the kinds of answer ------------------------------------------------------------------------
+    def lookup_answer(self, base: Answer, hits: list[Hit]) -> Answer:
+        """The named article itself (all its parts when a long clause was cut)."""
+        label = hits[0].article.label
+        named = [hit for hit in hits if hit.via == "lookup" and hit.article.label == label and hit.article.doc_id == hits[0].article.doc_id]
+        named = named or hits[:1]
+        doc = named[0].article.document
+        lines = [f"《{doc.title}》{label}原文如下："]
+        lines += [f"{hit.article.text}[{n}]" for n, hit in enumerate(named, start=1)]
+        citations = [Citation(n, hit) for n, hit in enumerate(named, start=1)]
+        return replace(base, text="\n\n".join(lines), citations=citations, mode="lookup")
+
+    def refusal(self, base: Answer, hits: list[Hit]) -> Answer:
+        closest = hits[: self.settings.answer_clauses]
+        lines = [self.prompts.refusal]
+        if closest:
+            lines.append(POSSIBLY_RELATED)
+            lines += [f"[{n}] {_title_of(hit)}" for n, hit in enumerate(closest, start=1)]
+        citations = [Citation(n, hit) for n, hit in enumerate(closest, start=1)]
+        return replace(base, text="\n".join(lines), refused=True, citations=citations)
+
+    def extractive_answer(self, base: Answer, quotes: list[Quote], notes: Sequence[str] = ()) -> Answer:
+        """The best sentence's direct answer first, then the supporting sentences verbatim."""
+        chosen = self._choose_quotes(quotes)
+        numbers: dict[str, int] = {}
+        for quote in chosen:
+            numbers.setdefault(quote.hit.article.id, len(numbers) + 1)
+        best = chosen[0]
+        lines = []
+        if best.lead:
+            lines.append(f"{best.lead}。[{numbers[best.hit.article.id]}]")
+        lines.append("依据的条款原文：" if best.lead else "根据相关规定：")
+        for quote in chosen:
+            lines.append(f"{quote.hit.article.label}：“{quote.sentence}”[{numbers[quote.hit.article.id]}]")
+        lines.append(HOTLINE)
+        cited = {}
+        for quote in chosen:
+            cited.setdefault(quote.hit.article.id, quote.hit)
+        citations = [Citation(numbers[article_id], hit) for article_id, hit in cited.items()]
+        return replace(base, text="\n".join(lines), citations=citations, mode="extractive", notes=[*base.notes, *notes])
+
+    def _choose_quotes(self, quotes: list[Quote]) -> list[Quote]:
+        """The best sentence; the best sentence of each of the first clauses retrieval ranked (the
+        dense side finds clauses a colloquial question shares few words with); then of any other
+        clause whose best sentence is nearly as good as the best."""
+        best = quotes[0]
+        chosen = {best.hit.article.id: best}
+        best_of_clause = {}
+        for quote in quotes:  # quotes come best first, so the first seen per clause is its best
+            best_of_clause.setdefault(quote.hit.article.id, quote)
+        for quote in sorted(best_of_clause.values(), key=lambda q: q.rank):
+            if quote.rank < self.settings.cited_top_clauses:
+                chosen.setdefault(quote.hit.article.id, quote)
+        for quote in best_of_clause.values():
+            if quote.support >= self.settings.quote_min_ratio * best.support:
+                chosen.setdefault(quote.hit.article.id, quote)
+        return list(chosen.values())[: self.settings.max_quotes]
+
+    def generated_answer(self, base: Answer, hits: list[Hit], quotes: list[Quote]) -> Iterator[Answer]:
+        draft = replace(base, mode="llm", citations=[Citation(n, hit) for n, hit in enumerate(hits, start=1)])
+        text = ""
+        try:
+            for text in self.generator.stream(base.standalone_question, hits):
+                yield replace(draft, text=text)
+        except GenerationError as error:
+            yield self.extractive_answer(base, quotes, [f"大模型服务暂不可用（{error}），以下为条款原文摘录。"])
+            return
+        if self.prompts.refusal_marker in text:
+            yield self.refusal(base, hits)
+            return
+        checked = check_citations(text, len(hits))
+        if not checked.cited:
+            yield self.extractive_answer(base, quotes, ["大模型的回答没有标注依据，已改为条款原文摘录。"])
+            return
+        notes = list(base.notes)
+        if checked.dropped:
+            notes.append(f"已删除 {len(checked.dropped)} 句没有标注依据的内容。")
+        if checked.unknown:
+            notes.append(f"已删除不存在的引用编号：{', '.join(f'[{n}]' for n in checked.unknown)}。")
+        citations = [Citation(new, hits[old - 1]) for new, old in enumerate(checked.cited, start=1)]
+        yield replace(draft, text=renumber(checked.text, checked.cited), citations=citations, notes=notes)
+
+
+def _title_of(hit: Hit) -> str:
+    doc = hit.article.document
+    return " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(hit.article.path)]))

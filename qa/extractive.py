@@ -1,0 +1,181 @@
+"""Reading the retrieved clauses without an LLM: which sentences answer the question, what the
+direct answer is (the number, the deadline, the department), and whether the clauses support an
+answer at all (the refusal signal).
+
+A sentence supports a question when it shares the question's content (character bigrams weighted by
+how rare they are in the corpus, with the clause's document title and heading path as context) and,
+when the question asks for a kind of answer (an amount of money, a duration, a date, a count, a
+department, a place), contains that kind of answer. The support of the best sentence is the score
+the answer step refuses below. Dense cosine was measured as a refusal signal and separates nothing
+(answerable and unanswerable questions both score 0.86–0.95).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import jieba.posseg
+
+from qa.articles import SENTENCE_SPLIT
+from qa.config import Settings
+from qa.keywords import normalise
+from qa.models import Article, Hit
+
+HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
+# Words of asking, not content: they say what kind of answer is wanted, not what it is about.
+ASKING_WORDS = (
+    "多少 几个 几次 几天 几月 几号 几点 几条 几类 几级 多久 多长 时间 哪些 哪个 哪几 什么 怎么 怎样 如何 是否 "
+    "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是"
+).split()
+FRAGMENT_SPLIT = re.compile(r"(?<=[，,；;：:])")
+# Places a question may name; a district's plan does not apply in another district.
+PLACE_SUFFIXES = ("市", "县", "区", "旗")
+PROVINCE_LEVEL = re.compile(r"(省|自治区)$")
+
+
+def han_bigrams(text: str) -> set[str]:
+    pairs = set()
+    for run in HAN_RUN.findall(normalise(text)):
+        pairs.update(run[i : i + 2] for i in range(len(run) - 1))
+    return pairs
+
+
+ASKING_BIGRAMS = frozenset().union(*(han_bigrams(word) for word in ASKING_WORDS))
+
+
+@dataclass(frozen=True)
+class AnswerKind:
+    """A kind of answer a question asks for, and how to recognise one in a sentence."""
+
+    name: str
+    asked_by: re.Pattern
+    found_by: re.Pattern
+
+
+NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
+# Most specific first: a question is given the first kind it asks for. 哪几类/哪几条 ask for a
+# list, which need not hold a number, so they are not a count.
+ANSWER_KINDS = (
+    AnswerKind("money", re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚)多少|多少(费用|补贴|资金)"), re.compile(rf"{NUMBER}\s*(万|亿)?元")),
+    AnswerKind(
+        "duration",
+        re.compile(r"多久|多长时间|几天|几个?工作日|几个?小时|多少天|多快|期限"),
+        re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|立即|即时|当日|当天|限期"),
+    ),
+    AnswerKind("date", re.compile(r"几月|几号|什么时候|何时|哪天|几点|哪一天|哪一年|截止"), re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|年底|年初|月底|季度|之前|以前")),
+    AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
+    AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
+    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),
+)
+
+
+def asked_kind(question: str) -> AnswerKind | None:
+    question = normalise(question)
+    return next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
+
+
+def place_words(question: str) -> list[str]:
+    """Place names in the question (jieba's place-name tag): 宁夏, 银川, 惠农区 …"""
+    return [word for word, flag in jieba.posseg.cut(question) if flag == "ns"]
+
+
+def named_places(question: str) -> list[str]:
+    """Cities, counties and districts the question names: the places a local rule must be for."""
+    return [word for word in place_words(question) if word.endswith(PLACE_SUFFIXES)]
+
+
+def applies_to(article: Article, places: list[str]) -> bool:
+    """Whether a clause can answer for the places named: a regional document applies everywhere in
+    the region; a city's or district's only where it says so."""
+    if not places:
+        return True
+    doc = article.document
+    if doc is None or PROVINCE_LEVEL.search(doc.region or ""):
+        return True
+    scope = f"{doc.region} {doc.title} {doc.issuer} {article.text}"
+    return all(place in scope or place.rstrip("市县区旗") in scope for place in places)
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
+
+
+@dataclass
+class Quote:
+    """A sentence of a retrieved clause that answers (part of) the question."""
+
+    hit: Hit
+    sentence: str
+    support: float  # 0..1: share of the question's weighted content it holds (see ClauseReader.quotes)
+    lead: str = ""  # the fragment holding the direct answer, when the question asks for one
+    rank: int = 0  # the clause's place in the retrieval ranking (0 = first)
+
+
+class ClauseReader:
+    """Scores sentences of retrieved clauses against a question. Built once per index: the bigram
+    weights come from the corpus."""
+
+    def __init__(self, articles: list[Article], settings: Settings):
+        self.settings = settings
+        counts: Counter[str] = Counter()
+        for article in articles:
+            counts.update(han_bigrams(article.text))
+        self._document_frequency = counts
+        self._articles = max(1, len(articles))
+
+    def _weight(self, bigram: str) -> float:
+        df = self._document_frequency.get(bigram, 0)
+        if df == 0:
+            # A pair the corpus never uses is mostly colloquial wording (厂里, 掏钱), sometimes a
+            # topic the corpus lacks (寒假); it counts, but for less than a rare corpus term.
+            return self.settings.unseen_bigram_weight * math.log(self._articles + 1)
+        return math.log((self._articles + 1) / (df + 1))
+
+    def question_weights(self, question: str) -> dict[str, float]:
+        """The question's content: its bigrams less the words of asking and the place names (a
+        place says where a rule should apply, checked by applies_to, not what the rule is about)."""
+        places = set().union(*(han_bigrams(p) for p in place_words(question)))
+        return {b: self._weight(b) for b in han_bigrams(question) - ASKING_BIGRAMS - places}
+
+    def quotes(self, question: str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
+        """Every sentence of the hits with its support, best first (ties keep retrieval order).
+        ``kind`` is the kind of answer wanted (default: the one the question asks for)."""
+        weights = self.question_weights(question)
+        total = sum(weights.values())
+        kind = kind or asked_kind(question)
+        found = []
+        for rank, hit in enumerate(hits):
+            article = hit.article
+            title = article.document.title if article.document else ""
+            context = han_bigrams(" ".join([title, *article.path]))
+            for sentence in sentences(article.text):
+                if sentence in article.path or sentence in title:
+                    continue  # a heading or the title on its own line answers nothing
+                own = weights.keys() & han_bigrams(sentence)
+                if len(own) < self.settings.min_shared_bigrams:
+                    continue  # one shared word (a place, a common noun) is a coincidence, not an answer
+                # the title and heading path say what the sentence is about, but the sentence itself
+                # must hold the answer: context-only matches count for less
+                context_only = (weights.keys() & context) - own
+                matched = sum(weights[b] for b in own) + self.settings.context_match_weight * sum(weights[b] for b in context_only)
+                support = matched / total if total else 0.0
+                lead = ""
+                if kind is not None:
+                    lead = self._lead(sentence, kind, weights)
+                    if not lead:
+                        support *= self.settings.missing_kind_factor
+                found.append((-support, rank, Quote(hit, sentence, support, lead, rank)))
+        found.sort(key=lambda t: (t[0], t[1]))
+        return [quote for _, _, quote in found]
+
+    @staticmethod
+    def _lead(sentence: str, kind: AnswerKind, weights: dict[str, float]) -> str:
+        """The fragment (between commas) holding the kind of answer wanted, the most on-topic first."""
+        fragments = [f for f in FRAGMENT_SPLIT.split(sentence) if kind.found_by.search(f)]
+        if not fragments:
+            return ""
+        best = max(fragments, key=lambda f: sum(weights.get(b, 0.0) for b in han_bigrams(f)))
+        return best.strip().rstrip("，,；;：:。")

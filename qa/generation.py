@@ -1,0 +1,134 @@
+"""Answers written by an LLM over an OpenAI-compatible API (vLLM, Ollama, llama.cpp server, hosted
+Qwen/DeepSeek), through LangChain's ``ChatOpenAI``, and the check every such answer goes through:
+the model may only cite clauses it was given, and a sentence without a citation is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+
+from qa.config import Settings
+from qa.models import Hit
+from qa.prompts import Prompts
+
+CITATION = re.compile(r"\[(\d{1,3})\]")
+# Sentence ends, keeping the end mark (and any citations right after it) with the sentence.
+SENTENCE_END = re.compile(r"(?<=[。！？!?；;\n])(?!\s*\[\d)")
+# A piece this short without a citation is a connective or a heading ("依据如下："), not a claim.
+MAX_UNCITED_CHARS = 8
+# Markers our clause fences use; removed from clause text so a document cannot close a fence early.
+FENCE = re.compile(r"<<<|>>>")
+
+
+class GenerationError(Exception):
+    """The LLM endpoint failed, timed out, or returned nothing usable."""
+
+
+def make_llm(settings: Settings) -> BaseChatModel | None:
+    """The configured chat model, or None when no endpoint is configured."""
+    if not settings.llm_base_url:
+        return None
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        base_url=settings.llm_base_url,
+        model=settings.llm_model,
+        api_key=settings.llm_api_key or "not-needed",
+        temperature=settings.llm_temperature,
+        timeout=settings.llm_timeout,
+        max_retries=0,  # the extractive answer is the fallback; retrying would only keep the user waiting
+        streaming=True,
+    )
+
+
+def clause_block(n: int, hit: Hit) -> str:
+    """One numbered clause for the prompt. Square brackets become full-width so a document cannot
+    forge a citation marker, and the fence marks where data starts and ends."""
+    article = hit.article
+    doc = article.document
+    head = " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(article.path)]))
+    text = FENCE.sub("", article.text).replace("[", "［").replace("]", "］")
+    return f"<<<条款[{n}] {FENCE.sub('', head)}\n{text}\n>>>"
+
+
+def format_history(history: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{'群众' if role == 'user' else '助手'}：{content}" for role, content in history)
+
+
+@dataclass
+class CheckedText:
+    text: str
+    cited: list[int]  # clause numbers cited, in order of first citation
+    dropped: list[str] = field(default_factory=list)  # sentences removed for having no citation
+    unknown: list[int] = field(default_factory=list)  # [n] markers removed: no clause n was given
+
+
+def check_citations(text: str, clauses: int) -> CheckedText:
+    """Keep only citations of clauses 1..clauses and only sentences that carry one."""
+    kept, cited, dropped, unknown = [], [], [], []
+    for sentence in SENTENCE_END.split(text):
+        if not sentence.strip():
+            kept.append(sentence)
+            continue
+        numbers = [int(n) for n in CITATION.findall(sentence)]
+        unknown += [n for n in numbers if not 1 <= n <= clauses]
+        valid = [n for n in numbers if 1 <= n <= clauses]
+        sentence = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= clauses else "", sentence)
+        bare = CITATION.sub("", sentence).strip()
+        if not valid and len(bare) > MAX_UNCITED_CHARS:
+            dropped.append(bare)
+            continue
+        cited += [n for n in valid if n not in cited]
+        kept.append(sentence)
+    return CheckedText("".join(kept).strip(), cited, dropped, unknown)
+
+
+def renumber(text: str, order: list[int]) -> str:
+    """Citations renumbered 1, 2, … in order of first appearance."""
+    mapping = {old: new for new, old in enumerate(order, start=1)}
+    return CITATION.sub(lambda m: f"[{mapping.get(int(m.group(1)), int(m.group(1)))}]", text)
+
+
+class Generator:
+    """Streams an LLM answer over numbered clauses; rewrites follow-ups into standalone questions."""
+
+    def __init__(self, llm: BaseChatModel, prompts: Prompts, settings: Settings):
+        self.llm = llm
+        self.prompts = prompts
+        self.settings = settings
+
+    def stream(self, question: str, hits: list[Hit]) -> Iterator[str]:
+        """The answer text so far, growing; raises GenerationError on failure or timeout."""
+        clauses = "\n\n".join(clause_block(n, hit) for n, hit in enumerate(hits, start=1))
+        messages = self.prompts.answer.format_messages(clauses=clauses, question=question)
+        deadline = time.monotonic() + self.settings.llm_timeout
+        text = ""
+        try:
+            for chunk in self.llm.stream(messages):
+                text += chunk.content if isinstance(chunk.content, str) else ""
+                if time.monotonic() > deadline:
+                    raise GenerationError(f"no complete answer within {self.settings.llm_timeout:g} s")
+                yield text
+        except GenerationError:
+            raise
+        except Exception as error:  # the endpoint's failures come as many exception types
+            raise GenerationError(f"{type(error).__name__}: {error}") from error
+        if not text.strip():
+            raise GenerationError("the model returned an empty answer")
+
+    def rewrite_followup(self, question: str, history: list[tuple[str, str]]) -> str:
+        messages = self.prompts.followup.format_messages(history=format_history(history), question=question)
+        try:
+            reply = self.llm.invoke(messages)
+        except Exception as error:
+            raise GenerationError(f"{type(error).__name__}: {error}") from error
+        content = reply.content if isinstance(reply.content, str) else ""
+        lines = [line.strip() for line in content.strip().splitlines() if line.strip()]
+        if not lines or len(lines[0]) > self.settings.max_question_chars:
+            raise GenerationError("the model gave no usable rewritten question")
+        return lines[0]

@@ -1,0 +1,158 @@
+"""What keeps one client from taking the service from everyone else: a request-rate limit per
+client address and a size limit on request bodies, on the public endpoints (the JSON API and the
+Gradio queue). One plain ASGI middleware, in process: the app runs as one process, so a token bucket
+per address in memory is all the state a limit needs.
+
+The client address is the connection's, which uvicorn takes from ``X-Forwarded-For`` only when the
+connection comes from a trusted proxy (127.0.0.1 unless ``FORWARDED_ALLOW_IPS`` says otherwise),
+so a visitor cannot pick a new address per request to escape the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from fastapi import HTTPException
+
+from qa.config import Settings
+
+# Paths whose requests count against the limits: the JSON API, and the Gradio routes that start
+# work (joining the queue, calling an endpoint, uploading a file) under / and /widget/. Static
+# files, the queue's event stream and heartbeats are not limited: a page makes many of them.
+API_PREFIX = "/api/"
+GRADIO_WORK = ("/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/run/", "/gradio_api/call/")
+UPLOAD_PATHS = ("/api/admin/", "/gradio_api/upload")
+# Multipart framing around an uploaded file (boundaries, part headers): generous, it is small.
+MULTIPART_OVERHEAD = 64 * 1024
+# Addresses remembered at most; the least recently seen are forgotten first (a forgotten address
+# starts again with a full bucket, which is what it would have after a quiet spell anyway).
+MAX_TRACKED_CLIENTS = 10_000
+TOO_MANY_REQUESTS = "请求过于频繁，请稍后再试。"
+TOO_LARGE = "请求内容太大（上限 {limit}）。"
+
+
+@dataclass
+class Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """A token bucket per client: ``burst`` requests at once, then ``per_minute`` a minute."""
+
+    def __init__(self, per_minute: int, burst: int, max_clients: int = MAX_TRACKED_CLIENTS):
+        self.rate = per_minute / 60.0
+        self.burst = max(1, burst)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def wait_needed(self, client: str, now: float | None = None) -> float:
+        """0 when the request may go ahead (and takes a token), else the seconds until it may."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            bucket = self._buckets.pop(client, None) or Bucket(float(self.burst), now)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+            self._buckets[client] = bucket  # most recently seen last
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                return 0.0
+            return (1.0 - bucket.tokens) / self.rate
+
+
+def is_limited_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) or any(part in path for part in GRADIO_WORK)
+
+
+def body_limit(path: str, settings: Settings) -> int:
+    if path.startswith(UPLOAD_PATHS[0]) or UPLOAD_PATHS[1] in path:
+        return settings.max_upload_bytes + MULTIPART_OVERHEAD
+    return settings.max_request_bytes
+
+
+def readable_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:.0f} MB"
+    return f"{math.ceil(size / 1024)} KB"
+
+
+class BodyTooLarge(HTTPException):
+    """Raised inside the app's receive() once a body without Content-Length passes the limit; an
+    HTTPException, so FastAPI's body parsing passes it on as the 413 it is."""
+
+    def __init__(self, detail: str):
+        super().__init__(413, detail, headers={"Connection": "close"})
+
+
+async def send_json(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"detail": detail}, ensure_ascii=False).encode("utf-8")
+    raw = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware: 429 (with Retry-After) past a client's rate, 413 past the body limit."""
+
+    def __init__(self, app, settings: Settings):
+        self.app = app
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope.get("method") == "OPTIONS" or not is_limited_path(path):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.limiter.wait_needed(client)
+        if wait > 0:
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            return
+        limit = body_limit(path, self.settings)
+        too_large = TOO_LARGE.format(limit=readable_size(limit))
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_json(send, 413, too_large, {"Connection": "close"})
+            return
+        await self._counted(scope, receive, send, limit, too_large)
+
+    async def _counted(self, scope, receive, send, limit: int, too_large: str) -> None:
+        """Runs the app, counting body bytes as they arrive (a chunked body declares no length)."""
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(too_large)
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await send_json(send, 413, too_large, {"Connection": "close"})
