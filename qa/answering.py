@@ -60,16 +60,17 @@ def clean_question(question: str | None, settings: Settings) -> str:
 def conversation(history: Sequence) -> list[tuple[str, str]]:
     """(role, text) turns from Gradio's messages format ({"role", "content"}) or (user, bot) pairs;
     anything else (files, components) is skipped."""
-    turns = []
+    pairs = []
     for item in history or ():
         if isinstance(item, dict):
-            role, content = item.get("role"), item.get("content")
-            if role in ("user", "assistant") and isinstance(content, str) and plain_text(content):
-                turns.append((role, plain_text(content)))
+            pairs.append((item.get("role"), item.get("content")))
         elif isinstance(item, (list, tuple)) and len(item) == 2:
-            for role, content in zip(("user", "assistant"), item):
-                if isinstance(content, str) and plain_text(content):
-                    turns.append((role, plain_text(content)))
+            pairs += zip(("user", "assistant"), item)
+    turns = []
+    for role, content in pairs:
+        text = plain_text(content) if isinstance(content, str) else ""
+        if role in ("user", "assistant") and text:
+            turns.append((role, text))
     return turns
 
 
