@@ -133,11 +133,11 @@ class Answerer:
         return Reading(question, standalone, notes, hits, usable, quotes, self.support(quotes, usable))
 
     def support(self, quotes: list[Quote], hits: list[Hit]) -> float:
-        """How well the top clause supports an answer: its best sentence's support (0..1)."""
-        if not hits:
-            return 0.0
-        top = hits[0].article.id
-        return max((q.support for q in quotes if q.hit.article.id == top), default=0.0)
+        """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
+        ranking) support it: the best support of their sentences (0..1). Not the first clause alone:
+        when retrieval puts the answering clause second, the answer still quotes it."""
+        quoted = {hit.article.id for hit in hits[: self.settings.cited_top_clauses]}
+        return max((q.support for q in quotes if q.hit.article.id in quoted), default=0.0)
 
     # -- steps ------------------------------------------------------------------------------------
     def standalone_question(self, question: str, turns: list[tuple[str, str]]) -> tuple[str, list[str]]:

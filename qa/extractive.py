@@ -59,13 +59,23 @@ NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
 # Most specific first: a question is given the first kind it asks for. 哪几类/哪几条 ask for a
 # list, which need not hold a number, so they are not a count.
 ANSWER_KINDS = (
-    AnswerKind("money", re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚)多少|多少(费用|补贴|资金)"), re.compile(rf"{NUMBER}\s*(万|亿)?元")),
+    AnswerKind(
+        "money",
+        re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚)多少|多少(费用|补贴|资金)"),
+        re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
+    ),
     AnswerKind(
         "duration",
         re.compile(r"多久|多长时间|几天|几个?工作日|几个?小时|多少天|多快|期限"),
-        re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|立即|即时|当日|当天|限期"),
+        # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
+        re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
     ),
-    AnswerKind("date", re.compile(r"几月|几号|什么时候|何时|哪天|几点|哪一天|哪一年|截止"), re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|年底|年初|月底|季度|之前|以前")),
+    AnswerKind(
+        "date",
+        re.compile(r"几月|几号|什么时候|何时|哪天|几点|哪一天|哪一年|截止"),
+        # 自印发之日起施行 dates a rule as well as 2022年1月1日 does; 9:00 is a time of day
+        re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
+    ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
     AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from qa.answering import Answerer, QuestionError, clean_question, conversation
-from qa.extractive import applies_to, asked_kind, named_places
+from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, named_places
 from qa.index import build_index
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
@@ -55,6 +55,21 @@ def test_a_district_plan_does_not_answer_for_another_city(answerer):
     # The seed corpus has 大武口区's 防火戒严令, nothing for 银川市.
     assert answerer.answer("银川市森林防火戒严期从哪天开始？").refused
     assert not answerer.answer("大武口区森林防火戒严期从哪天开始？").refused
+
+
+def test_topic_in_the_documents_but_not_the_amount_asked_is_refused(answerer):
+    # The 数字供销 plan says the district budgets 一定的资金 each year, never how much.
+    answer = answerer.answer("数字供销建设每年财政安排多少钱？")
+    assert answer.refused
+    assert any("数字供销" in c.article.document.title for c in answer.citations), "listed as 可能相关"
+
+
+def test_how_often_is_answered_by_a_frequency(answerer):
+    # "多长时间…一次" asks how often: 每季度召开1次 answers it, though it states no length of time.
+    answer = answerer.answer("区安委会全体会议多长时间开一次？")
+    assert not answer.refused
+    assert answer.text.splitlines()[0].startswith("每季度")
+    assert any("每季度召开1次区安委会全体会议" in c.article.text for c in answer.citations)
 
 
 def test_article_named_in_the_question_is_returned_whole(answerer):
@@ -137,6 +152,25 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
 def test_kind_of_answer_asked(question, kind):
     found = asked_kind(question)
     assert (found.name if found else None) == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "sentence", "answers"),
+    [
+        ("money", "每户补贴2000元", True),
+        ("money", "办理登记免费", True),
+        ("money", "每年安排一定的资金", False),
+        ("duration", "5个工作日内办结", True),
+        ("duration", "每半年报送清理报表", True),
+        ("duration", "加强督促检查", False),
+        ("date", "本办法自印发之日起施行", True),
+        ("date", "办公时间为上午9:00至12:00", True),
+        ("date", "按规定报送", False),
+    ],
+)
+def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
+    found_by = next(k.found_by for k in ANSWER_KINDS if k.name == kind)
+    assert bool(found_by.search(sentence)) == answers
 
 
 def test_places_named_and_where_a_document_applies():
