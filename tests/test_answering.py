@@ -72,6 +72,20 @@ def test_how_often_is_answered_by_a_frequency(answerer):
     assert any("每季度召开1次区安委会全体会议" in c.article.text for c in answer.citations)
 
 
+def test_a_phone_question_wants_a_phone_number(answerer):
+    answer = answerer.answer("防汛办的值班电话是多少？")
+    assert not answer.refused and answer.text.startswith("0952-2015578")
+    # the 社会救助 plan gives wages and counts, but no number to call
+    assert answerer.answer("惠农区社会救助入户核查员有问题打什么电话？").refused
+
+
+def test_a_district_jieba_does_not_tag_as_a_place_is_still_one(answerer):
+    # jieba tags 吴忠市 as a person's name and 利通区 as a noun; the 自建房 plan is 惠农区's.
+    assert {"吴忠市", "利通区"} <= set(named_places("吴忠市利通区的自建房排查整治什么时候完成？"))
+    assert answerer.answer("吴忠市利通区的自建房排查整治什么时候完成？").refused
+    assert not answerer.answer("惠农区自建房排查整治什么时候完成？").refused
+
+
 def test_article_named_in_the_question_is_returned_whole(answerer):
     answer = answerer.answer("12345热线运行管理办法第二十一条说的什么")
     assert answer.mode == "lookup" and not answer.refused
@@ -141,7 +155,12 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
     [
         ("补贴每户多少钱", "money"),
         ("多久能办结", "duration"),
-        ("几月开始", "date"),
+        ("几月开始", "month"),
+        ("几号开始放假", "day"),
+        ("几点上班", "time of day"),
+        ("什么时候开始", "date"),
+        ("值班电话是多少", "phone"),
+        ("办公地址在哪里", "address"),
         ("一共建多少个", "count"),
         ("突发事件分哪几类", None),
         ("归哪个部门管", "who"),
@@ -166,6 +185,15 @@ def test_kind_of_answer_asked(question, kind):
         ("date", "本办法自印发之日起施行", True),
         ("date", "办公时间为上午9:00至12:00", True),
         ("date", "按规定报送", False),
+        ("day", "每季度最后1个月10日前报送", True),
+        ("day", "泾党办发〔2022〕8号", False),
+        ("day", "2022年度住房补贴", False),
+        ("time of day", "工作日上午9:00至12:00", True),
+        ("month", "每年9月集中组织", True),
+        ("phone", "值班电话：0952-2015578", True),
+        ("phone", "年度所需工资65.52万元", False),
+        ("address", "地址：大武口区朝阳西街12号", True),
+        ("address", "区教育考试中心负责考务", False),
     ],
 )
 def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
