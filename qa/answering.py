@@ -154,7 +154,11 @@ class Answerer:
         return self._carry_subject(question, asked_before), []
 
     def _is_followup(self, question: str) -> bool:
-        return len(question) <= self.settings.followup_max_chars or bool(FOLLOWUP_OPENING.match(question))
+        """Opening like a follow-up (那…, 还有…), or short and not about something the documents
+        never mention: "股票明天会涨吗" after a 12345 question is short, but a new question."""
+        if FOLLOWUP_OPENING.match(question):
+            return True
+        return len(question) <= self.settings.followup_max_chars and not self.reader.off_corpus(question)
 
     def _carry_subject(self, question: str, asked_before: list[str]) -> str:
         """Without an LLM: a follow-up is searched together with the question it follows (and that

@@ -23,7 +23,7 @@ import jieba.posseg
 
 from qa.articles import SENTENCE_SPLIT
 from qa.config import Settings
-from qa.keywords import normalise
+from qa.keywords import STOPWORDS, normalise
 from qa.models import Article, Hit
 
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
@@ -170,6 +170,12 @@ class ClauseReader:
             # topic the corpus lacks (寒假); it counts, but for less than a rare corpus term.
             return self.settings.unseen_bigram_weight * math.log(self._articles + 1)
         return math.log((self._articles + 1) / (df + 1))
+
+    def off_corpus(self, question: str) -> bool:
+        """Whether the question has words of its own (not words of asking or function words) and
+        the corpus uses none of them: 股票, 明天 in "股票明天会涨吗"."""
+        words = [w for w in jieba.cut(normalise(question)) if len(w) >= 2 and HAN_RUN.fullmatch(w) and w not in STOPWORDS and w not in ASKING_WORDS]
+        return bool(words) and not any(all(b in self._document_frequency for b in han_bigrams(w)) for w in words)
 
     def question_weights(self, question: str) -> dict[str, float]:
         """The question's content: its bigrams less the words of asking and the place names (a

@@ -104,6 +104,18 @@ def test_follow_up_carries_the_earlier_subject(answerer):
     assert any("延期申请不超过2次" in c.article.text for c in answer.citations)
 
 
+def test_short_question_about_something_the_documents_never_mention_is_not_a_follow_up(answerer):
+    history = [
+        {"role": "user", "content": "12345热线的通话录音保存多久？"},
+        {"role": "assistant", "content": "电话录音至少保存2年。[1]"},
+    ]
+    answer = answerer.answer("股票明天会涨吗", history=history)
+    assert answer.standalone_question == "股票明天会涨吗"
+    assert answer.refused
+    # a short follow-up in the documents' words still carries the subject
+    assert "12345" in answerer.answer("延期几次？", history=history).standalone_question
+
+
 def test_unrelated_question_after_a_conversation_stands_alone(answerer):
     history = [{"role": "user", "content": "12345热线工单延期有什么规定？"}]
     answer = answerer.answer("保障性租赁住房的建筑面积标准是什么？", history=history)
