@@ -104,6 +104,18 @@ def test_chat_answer_cites_a_clause_that_opens_highlighted_in_the_document(brows
     assert "电话录音至少保存2年" in clause.text
     browser.save_screenshot(str(SCREENSHOTS / "chat.png"))
 
+    # 复制回答及出处 copies the answer and its citations as plain text. (Gradio's own copy button,
+    # "Copy message", copied the message's HTML; its label "对话" covered the top of the answers.)
+    assert not css(browser, "#qa-chatbot button[aria-label='Copy message'], #qa-chatbot [data-testid='block-label']")
+    copy = css(browser, "#qa-chatbot button.qa-copy")[-1]
+    assert copy.text == "复制回答及出处"
+    copy.click()
+    wait_for(browser, lambda d: "已复制" in copy.text)
+    copied = browser.execute_script("return window.__qaLastCopied")
+    assert copied.startswith(css(browser, "#qa-chatbot .qa-answer-text")[-1].text.split("\n")[0])
+    assert "引用的条款：\n[1] 《宁夏回族自治区12345政务服务便民热线运行管理办法（试行）》（宁政办发〔2022〕30号）" in copied
+    assert "<" not in copied and "**" not in copied
+
     # Like: stored with the question, the answer and its citations.
     like = css(browser, "#qa-chatbot button[aria-label='Like'], #qa-chatbot button[title='Like']")[-1]
     like.click()
@@ -242,6 +254,8 @@ def test_document_browser_lists_a_region_and_opens_a_document(browser, web):
     title = wait_for(browser, lambda d: [h for h in css(d, "#qa-document-view h1") if "自建房屋" in h.text])[0]
     assert "惠政办发〔2022〕31号" in css(browser, "#qa-document-view .qa-doc-facts")[0].text
     assert len(css(browser, "#qa-document-view .qa-article")) == 13
+    facts = css(browser, "#qa-document-view .qa-doc-facts")[0]
+    assert browser.execute_script("return getComputedStyle(arguments[0]).display", facts) == "grid", "文号 beside its label"
     browser.execute_script("arguments[0].scrollIntoView()", title)
     browser.save_screenshot(str(SCREENSHOTS / "documents.png"))
 
@@ -259,6 +273,10 @@ ADMIN_UPLOAD = """石嘴山市惠农区城市犬只管理规定
 
 
 def test_admin_tab_refuses_a_wrong_token_then_adds_and_removes_an_upload(browser, web, tmp_path):
+    import time
+
+    from selenium.webdriver.common.keys import Keys
+
     from fixtures_web import ADMIN_TOKEN, corpus_state
 
     upload = tmp_path / "惠农区犬只管理规定.txt"
@@ -267,6 +285,24 @@ def test_admin_tab_refuses_a_wrong_token_then_adds_and_removes_an_upload(browser
     browser.get(web.url + "/")
     open_tab(browser, "管理")
     token = wait_for(browser, lambda d: [e for e in css(d, "#qa-admin-token input") if e.is_displayed()])[0]
+
+    # The corpus files are listed for the token only (as GET /api/admin/files is).
+    def listed_files(driver) -> list[str]:
+        dropdown = css(driver, "#qa-admin-files input")[0]
+        dropdown.click()
+        options = [o.get_attribute("aria-label") or o.text for o in css(driver, "#qa-admin-files [role='option']")]
+        dropdown.send_keys(Keys.ESCAPE)  # closes the list again
+        return options
+
+    assert listed_files(browser) == []
+    token.send_keys("not-the-token", Keys.ENTER)
+    time.sleep(1)
+    assert listed_files(browser) == []
+    token.clear()
+    token.send_keys(ADMIN_TOKEN, Keys.ENTER)
+    wait_for(browser, lambda d: any(before[0][0] in o for o in listed_files(d)))
+    token.clear()
+
     token.send_keys("not-the-token")
     css(browser, "#qa-admin-upload input[type='file']")[0].send_keys(str(upload))
     wait_for(browser, lambda d: upload.stem in css(d, "#qa-admin-upload")[0].text)

@@ -75,3 +75,15 @@ def test_markup_in_the_document_page_and_the_search_desk_is_shown_as_text(browse
     assert not css(browser, "#qa-search-results img, #qa-search-results script")
     nothing_ran(browser)
     browser.save_screenshot(str(SCREENSHOTS / "markup-search.png"))
+
+
+def test_markdown_in_the_widget_context_is_shown_as_text(browser, web):
+    """?context= comes from whoever wrote the address: a link or an image in it stays text (a
+    crafted address cannot put a phishing link or a tracking image into the widget)."""
+    from urllib.parse import quote
+
+    context = "[点此领取补贴](http://evil.example/) ![t](http://evil.example/t.png) **粗体**"
+    browser.get(f"{web.url}/widget?context={quote(context)}")
+    title = wait_for(browser, lambda d: [e for e in css(d, "#qa-widget-title") if "正在咨询" in e.text])[0]
+    assert context in title.text
+    assert not title.find_elements("css selector", "a, img, strong")

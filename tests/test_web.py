@@ -110,9 +110,25 @@ def test_ask_rejects_an_empty_or_too_long_question_with_a_message(client, questi
     assert re.search(r"请输入|太长", response.json()["detail"])
 
 
-def test_ask_rejects_a_malformed_body(client):
-    assert client.post("/api/ask", json={"history": []}).status_code == 422
-    assert client.post("/api/ask", json={"question": "x", "history": [{"role": "system", "content": "x"}]}).status_code == 422
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"history": []}', 422, "请求格式不正确：缺少 question。"),
+        (b'{"question": "x", "history": [{"role": "system", "content": "x"}]}', 422, "history.0.role 只能是 'user' 或 'assistant'"),
+        (b'{"question": "abc', 422, "请求格式不正确：请求内容不是有效的 JSON。"),
+        (b'{"question": 5}', 422, "question 应为文本"),
+        (b"[1, 2]", 422, "请求内容应为 JSON 对象"),
+        (b'{"question": "\xff\xfe"}', 400, "请发送 UTF-8 编码的 JSON"),
+    ],
+    ids=["no-question", "history-role", "truncated", "number", "array", "not-utf8"],
+)
+def test_ask_rejects_a_malformed_body_with_a_message(client, body, status, message):
+    # Every error of the API is {"detail": "<a sentence in Chinese>"}, these too (not pydantic's
+    # list of English errors, nor FastAPI's English sentence).
+    response = client.post("/api/ask", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and message in detail, detail
 
 
 # -- GET /api/search ------------------------------------------------------------------------------
@@ -134,8 +150,12 @@ def test_search_looks_up_a_named_article_and_filters(client):
 
 def test_search_rejects_bad_parameters(client):
     assert client.get("/api/search").status_code == 400
-    assert client.get("/api/search", params={"q": "热线", "k": 0}).status_code == 422
-    assert client.get("/api/search", params={"q": "热线", "k": 500}).status_code == 422
+    too_few = client.get("/api/search", params={"q": "热线", "k": 0})
+    assert too_few.status_code == 422 and too_few.json()["detail"] == "请求格式不正确：k 不能小于 1。"
+    too_many = client.get("/api/search", params={"q": "热线", "k": 500})
+    assert too_many.status_code == 422 and too_many.json()["detail"] == "请求格式不正确：k 不能大于 50。"
+    not_a_year = client.get("/api/search", params={"q": "热线", "year": "二〇二二"})
+    assert not_a_year.status_code == 422 and not_a_year.json()["detail"] == "请求格式不正确：year 应为整数。"
 
 
 # -- pages and headers ----------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """What the web app renders: document text is shown as text, never as markup; citations carry
 their title, 文号, article, date and validity notes; refusals hand off to 12345."""
 
+import html
 import re
 
 import pytest
+from markdown_it import MarkdownIt
 
+from qa.answering import POSSIBLY_RELATED as LISTED_AS_POSSIBLY_RELATED
 from qa.models import Answer, Article, Citation, Document, Hit
 from qa.web.library import AdminError, safe_file_name, token_matches
 from qa.web.render import (
@@ -18,6 +21,8 @@ from qa.web.render import (
     render_hits,
     render_preview,
     reply_script,
+    text_block,
+    widget_heading,
 )
 
 HOSTILE = "第一条 <script>alert('x')</script><img src=x onerror=alert(1)> 承办单位应当在5个工作日内办结。"
@@ -86,7 +91,60 @@ def test_refusal_hands_off_to_12345_and_marks_clauses_as_only_possibly_related()
 
 def test_streaming_updates_show_the_text_only():
     partial = Answer(question="q", text="5个工作日", refused=False, citations=[Citation(1, _hit())])
-    assert render_answer(partial, final=False) == "5个工作日"
+    assert render_answer(partial, final=False) == '<div class="qa-answer-text">5个工作日</div>'
+
+
+def test_a_refusal_lists_the_possibly_related_clauses_once_as_blocks():
+    # The answerer's refusal text ends with a plain list of the closest clauses (for the CLI and
+    # the API); the chat shows them as blocks under its own heading, not a second time as a list.
+    text = f"资料中没有找到相关规定。建议拨打 12345 政务服务便民热线咨询。\n{LISTED_AS_POSSIBLY_RELATED}\n[1] 《测试办法》 第一章 总则 > 第一条"
+    refusal = Answer(question="q", text=text, refused=True, citations=[Citation(1, _hit())])
+    shown = render_answer(refusal).split('<div class="qa-actions">')[0]  # without the copy button
+    assert LISTED_AS_POSSIBLY_RELATED not in shown and "第一章 总则 &gt; 第一条" not in shown
+    assert "资料中没有找到相关规定" in shown and shown.count(POSSIBLY_RELATED) == 1
+    assert shown.count("[1]") == 1
+
+
+# Markdown a clause, a question or a host page's ?context= may carry: a link, an image from another
+# host, emphasis, a heading, a list and a formula.
+MARKDOWN = "[点此领取补贴](http://evil.example/) ![t](http://evil.example/t.png) **粗体** $$x^2$$\n\n# 标题\n1. 列表"
+
+
+def markdown_html(rendered: str) -> str:
+    """The page as a CommonMark renderer (like the chat's) makes it, HTML blocks passed through."""
+    return MarkdownIt("commonmark", {"html": True}).render(rendered)
+
+
+def _shown_as_written(page: str) -> None:
+    assert "evil.example/\">" not in page and "<img" not in page and "<strong>粗体" not in page, page
+    assert "<h1>" not in page and "<ol>" not in page, page
+    assert "[点此领取补贴](http://evil.example/)" in page and "**粗体**" in page and "# 标题" in page
+
+
+def test_markdown_in_an_answer_or_a_question_is_shown_as_written():
+    answer = Answer(question="q", text=f"回答：“{MARKDOWN}”[1]", refused=False, citations=[Citation(1, _hit(MARKDOWN))])
+    for rendered in (render_answer(answer), render_answer(answer, final=False), text_block(MARKDOWN, "qa-question-text")):
+        _shown_as_written(markdown_html(rendered))
+
+
+def test_the_widget_context_is_shown_as_written():
+    page = markdown_html(widget_heading(MARKDOWN))
+    _shown_as_written(page.replace("\n", " "))
+    assert "正在咨询" in page
+    assert markdown_html(widget_heading("")).strip() == "<p><strong>政策问答</strong></p>"
+
+
+def test_an_answer_can_be_copied_as_plain_text_with_its_citations():
+    answer = Answer(question="q", text="5个工作日内办结。[1]\n\n依据：<b>原文</b>", refused=False, citations=[Citation(1, _hit())])
+    rendered = render_answer(answer)
+    button = re.search(r'<button type="button" class="qa-copy" value="([^"]*)">复制回答及出处</button>', rendered)
+    assert button, rendered
+    assert "\n" not in button.group(), "a blank line inside the button would end the chat Markdown's HTML block"
+    copied = html.unescape(button.group(1))
+    assert copied.startswith("5个工作日内办结。[1]\n\n依据：<b>原文</b>\n引用的条款：\n")
+    assert "[1] 《测试<b>办法</b>（试行）》（测〔2022〕1号） 第一条 · 2022-04-27 · 试行 · 自2022-05-01起施行" in copied
+    assert "<details" not in copied and "**" not in copied
+    assert render_answer(answer, final=False).count("qa-copy") == 0, "only a finished answer can be copied"
 
 
 def test_highlight_marks_query_words_without_breaking_escaping():

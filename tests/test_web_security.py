@@ -98,6 +98,8 @@ def test_malformed_requests_get_a_4xx_without_internals(client, body, content_ty
     response = client.post("/api/ask", content=body, headers={"content-type": content_type})
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:200])
     assert "Traceback" not in response.text and 'File "' not in response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str) and MESSAGE.search(detail), detail  # a sentence, as for any other error
 
 
 @pytest.mark.parametrize("params", [{"q": "热线", "k": "abc"}, {"q": "热线", "year": "二〇二二"}, {"q": "\x00\x01"}, {"q": "🙂" * 3000}])

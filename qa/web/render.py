@@ -1,7 +1,9 @@
 """HTML and chat Markdown for the web app.
 
 Document text is data, never markup: every string that comes from a document (titles, 文号, clause
-text, heading paths) or from a user goes through :func:`esc` before it is put into a page.
+text, heading paths) or from a user goes through :func:`esc` before it is put into a page. Where the
+page renders Markdown (the chat, the widget's heading), such text is also kept inside an HTML block
+(:func:`text_block`), so Markdown in it (links, images, emphasis, lists) is shown as typed too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from urllib.parse import quote
 
 import jieba
 
+from qa.answering import POSSIBLY_RELATED as LISTED_AS_POSSIBLY_RELATED
 from qa.keywords import STOPWORDS, TOKEN_CHARS
 from qa.models import Answer, Article, Document, Hit
 
 HOTLINE_HANDOFF = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
 POSSIBLY_RELATED = "可能相关的条款原文（仅供参考，不作为答复依据）"
 CITED_CLAUSES = "引用的条款"
+COPY_ANSWER = "复制回答及出处"
 PATH_SEPARATOR = " › "
 
 
@@ -30,6 +34,14 @@ def esc(text: object) -> str:
 def multiline(text: str) -> str:
     """Escaped text whose line breaks stay visible."""
     return esc(text).replace("\n", "<br>")
+
+
+def text_block(text: str, css_class: str) -> str:
+    """Text for a page that renders Markdown (chat messages, gr.Markdown), shown exactly as
+    written: escaped, and on one line inside a <div> (line breaks as <br>). A Markdown renderer
+    passes an HTML block through untouched up to the next blank line, and there is none, so
+    ``[链接](http://…)``, ``![](…)``, ``**``, ``# `` or ``1. `` in a clause or a question stay text."""
+    return f'<div class="{css_class}">{multiline(text.replace(chr(13), ""))}</div>'
 
 
 # -- citations ------------------------------------------------------------------------------------
@@ -74,10 +86,31 @@ def citation_block(n: int, article: Article, base: str) -> str:
     )
 
 
+def answer_text(answer: Answer) -> str:
+    """The answer's text as the chat shows it. A refusal's text ends with a plain list of the
+    closest clauses (for the CLI and the API); the chat shows those as blocks instead, not twice."""
+    text = answer.text
+    if answer.refused and answer.citations:
+        text = text.split(LISTED_AS_POSSIBLY_RELATED)[0]
+    return text.strip()
+
+
+def answer_copy_text(answer: Answer) -> str:
+    """What 复制回答及出处 puts on the clipboard: the answer and its citations, as plain text."""
+    lines = [answer_text(answer)]
+    if answer.refused and "12345" not in answer.text:
+        lines.append(HOTLINE_HANDOFF)
+    if answer.citations:
+        lines.append((POSSIBLY_RELATED if answer.refused else CITED_CLAUSES) + "：")
+        lines += [f"[{c.n}] {citation_text(c.article)}" for c in answer.citations]
+    return "\n".join(lines)
+
+
 def render_answer(answer: Answer, base: str = "", final: bool = True) -> str:
     """An answer as chat Markdown: the text with its [n] markers, then the cited clauses (for a
-    refusal: the 12345 handoff and the closest clauses, marked as not asserted)."""
-    text = esc(answer.text.strip())
+    refusal: the 12345 handoff and the closest clauses, marked as not asserted), and a button that
+    copies it all as plain text (the chat's own copy button would copy this markup)."""
+    text = text_block(answer_text(answer), "qa-answer-text")
     if not final:
         return text
     parts = [text]
@@ -89,7 +122,18 @@ def render_answer(answer: Answer, base: str = "", final: bool = True) -> str:
         heading = POSSIBLY_RELATED if answer.refused else CITED_CLAUSES
         blocks = "\n".join(citation_block(c.n, c.article, base) for c in answer.citations)
         parts.append(f"**{heading}**\n\n{blocks}")
+    parts.append(f'<div class="qa-actions">{copy_button(COPY_ANSWER, answer_copy_text(answer))}</div>')
     return "\n\n".join(parts)
+
+
+def widget_heading(context: str = "") -> str:
+    """The widget's heading (a gr.Markdown): its name and, when the host page gave one, the policy
+    being asked about. The context comes from the page's address, so it is shown as text only: a
+    crafted ?context= cannot put a link or an image into the widget."""
+    context = " ".join(context.split())
+    if not context:
+        return "**政策问答**"
+    return f'<div class="qa-widget-heading"><b>政策问答</b> <span class="qa-context">· 正在咨询：{esc(context)}</span></div>'
 
 
 # -- the search desk ------------------------------------------------------------------------------
@@ -142,8 +186,12 @@ def reply_script(article: Article) -> str:
 
 
 def copy_button(label: str, text: str) -> str:
-    # The click is handled by one delegated listener (qa/web/static/app.js) that copies data-copy.
-    return f'<button type="button" class="qa-copy" data-copy="{esc(text)}">{esc(label)}</button>'
+    """A button that copies ``text``; the click is handled by one delegated listener
+    (qa/web/static/app.js). The text rides in the button's value, the attribute the chat's HTML
+    sanitizer keeps (it drops data-*), with line breaks as &#10; so that no blank line can end the
+    chat Markdown's HTML block."""
+    value = esc(text.replace("\r", "")).replace("\n", "&#10;")
+    return f'<button type="button" class="qa-copy" value="{value}">{esc(label)}</button>'
 
 
 def render_hits(hits: list[Hit], query: str, base: str = "") -> str:

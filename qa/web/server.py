@@ -10,10 +10,12 @@ from typing import Literal
 import gradio as gr
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qa.answering import QuestionError, plain_text
 from qa.cli import answer_json, hit_json
@@ -213,6 +215,51 @@ def page_routes(library: Library) -> APIRouter:
 
 INTERNAL_ERROR = "服务暂时出现问题，请稍后再试。如需帮助，请拨打 12345 政务服务便民热线。"
 logger = logging.getLogger("qa.web")
+# What is wrong with a request FastAPI could not read, by pydantic's error type; {field} is the
+# parameter's place (e.g. "history.0.role"), the rest comes from the error's context.
+INVALID_REQUEST = {
+    "json_invalid": "请求内容不是有效的 JSON",
+    "model_attributes_type": "请求内容应为 JSON 对象",
+    "dict_type": "{field} 应为 JSON 对象",
+    "missing": "缺少 {field}",
+    "string_type": "{field} 应为文本",
+    "int_parsing": "{field} 应为整数",
+    "int_type": "{field} 应为整数",
+    "list_type": "{field} 应为列表",
+    "greater_than_equal": "{field} 不能小于 {ge}",
+    "less_than_equal": "{field} 不能大于 {le}",
+    "literal_error": "{field} 只能是 {expected}",
+}
+
+
+def invalid_request_message(errors: list[dict]) -> str:
+    """One line in Chinese for the first thing wrong with a request, e.g. "请求格式不正确：缺少 question"."""
+    first = errors[0] if errors else {}
+    field = ".".join(str(part) for part in first.get("loc", ())[1:]) or "请求内容"
+    template = INVALID_REQUEST.get(first.get("type", ""), "{field} 的值无效")
+    try:
+        problem = template.format(field=field, **(first.get("ctx") or {}))
+    except (KeyError, IndexError, ValueError):
+        problem = f"{field} 的值无效"
+    return f"请求格式不正确：{problem.replace(' or ', ' 或 ')}。"
+
+
+# FastAPI's own English message for a body it cannot read (e.g. not UTF-8), said in Chinese.
+HTTP_MESSAGES = {"There was an error parsing the body": "请求内容无法解析，请发送 UTF-8 编码的 JSON"}
+
+
+async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """An HTTPException as FastAPI answers it, with its English stock messages in Chinese."""
+    detail = HTTP_MESSAGES.get(error.detail, error.detail) if isinstance(error.detail, str) else error.detail
+    return JSONResponse({"detail": detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with a message like every other error of the API ({"detail": "…"}), and where each
+    problem is (loc and type, without echoing the input back)."""
+    errors = list(error.errors())
+    where = [{"loc": list(e.get("loc", ())), "type": e.get("type", "")} for e in errors]
+    return JSONResponse({"detail": invalid_request_message(errors), "errors": where}, status_code=422)
 
 
 async def internal_error(request: Request, error: Exception) -> JSONResponse:
@@ -231,6 +278,8 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
     # No /docs or /redoc: FastAPI's pages load their scripts from a CDN.
     app = FastAPI(title="政策问答", docs_url=None, redoc_url=None)
     app.add_exception_handler(Exception, internal_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     origins = embed_origins(settings)
     # Innermost of ours, so its 429 and 413 answers still carry the CORS and framing headers.
     app.add_middleware(RequestGuard, settings=settings)

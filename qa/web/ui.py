@@ -31,6 +31,8 @@ from qa.web.render import (
     render_document_list,
     render_hits,
     render_preview,
+    text_block,
+    widget_heading,
 )
 
 EXAMPLE_QUESTIONS = [
@@ -114,7 +116,7 @@ class ChatHandlers:
         if not question:
             yield history, "", exchanges
             return
-        history.append({"role": "user", "content": esc(question)})
+        history.append({"role": "user", "content": text_block(question, "qa-question-text")})
         base = link_base(request)
         answer = None
         try:
@@ -147,9 +149,15 @@ class ChatHandlers:
 def chat_panel(handlers: ChatHandlers, context: gr.State, height: int | str, examples: bool) -> None:
     chatbot = gr.Chatbot(
         label="对话",
+        # The label sits over the top of the messages and hid the first words of a scrolled answer.
+        show_label=False,
         elem_id="qa-chatbot",
         height=height,
-        buttons=["copy"],
+        # No Gradio copy button: it copied the message's markup. Each answer has its own
+        # 复制回答及出处 button (qa.web.render.render_answer).
+        buttons=[],
+        # Document text is shown as written: no "$$…$$" typeset as formulas.
+        latex_delimiters=[],
         placeholder="请输入您想了解的政策问题，回答会注明所依据的文件和条款。",
     )
     exchanges = gr.State([])
@@ -266,6 +274,13 @@ class AdminHandlers:
     def file_choices(self):
         return gr.update(choices=[(f.label(), f.name) for f in self.admin.files()], value=None)
 
+    def files_for(self, token: str):
+        """The corpus files for the dropdown once the token is right (Enter, or leaving the field);
+        before that the list stays empty, as GET /api/admin/files is without the token."""
+        if not token_matches(self.settings, token):
+            return gr.update(choices=[], value=None)
+        return self.file_choices()
+
     def _upload(self, token: str, upload: str | None) -> tuple[str, bytes]:
         if not token_matches(self.settings, token):
             raise AdminError(self.DENIED)
@@ -311,10 +326,10 @@ class AdminHandlers:
             return f"❌ {error}"
 
 
-def admin_panel(handlers: AdminHandlers | None):
+def admin_panel(handlers: AdminHandlers | None) -> None:
     if handlers is None:
         gr.Markdown("管理功能未启用：没有配置管理令牌。设置环境变量 `QA_ADMIN_TOKEN` 后重新启动即可启用。")
-        return None
+        return
     token = gr.Textbox(label="管理令牌", type="password", elem_id="qa-admin-token")
     upload = gr.File(
         label="上传文件（TXT：UTF-8 或 GBK；PDF、DOCX、HTML、MD）",
@@ -335,7 +350,8 @@ def admin_panel(handlers: AdminHandlers | None):
     add.click(handlers.add, [token, upload], [status, found, files])
     remove.click(handlers.remove, [token, files], [status, files])
     rebuild.click(handlers.rebuild, [token], [status])
-    return files
+    token.submit(handlers.files_for, [token], [files])
+    token.blur(handlers.files_for, [token], [files])
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -356,13 +372,11 @@ def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admi
             with gr.Tab("文件浏览", id="documents", elem_id="qa-tab-documents"):
                 browse_region, listing, chosen = document_browser(desk)
             with gr.Tab("管理", id="admin", elem_id="qa-tab-admin"):
-                admin_files = admin_panel(admin_handlers)
+                admin_panel(admin_handlers)
         gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
         page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)
         page.load(desk.filter_choices, None, filters + [browse_region])
         page.load(desk.browse, [browse_region], [listing, chosen])
-        if admin_files is not None:
-            page.load(admin_handlers.file_choices, None, [admin_files])
     return with_queue(page, settings)
 
 
@@ -372,16 +386,15 @@ def build_widget(library: Library, feedback: FeedbackLog) -> gr.Blocks:
         context = gr.State("")
         from_page = gr.Textbox(visible=False)
         with gr.Row():
-            note = gr.Markdown("**政策问答**", elem_id="qa-widget-title")
+            note = gr.Markdown(widget_heading(), elem_id="qa-widget-title")
             toggle = large_text_toggle()
         chat_panel(chat, context, height=360, examples=False)
         gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
 
         def take_context(given: str, request: gr.Request):
             params = dict(getattr(request, "query_params", None) or {})
-            value = (given or params.get("context") or "").strip()[:CONTEXT_MAX_CHARS]
-            title = f"**政策问答** <span class='qa-context'>· 正在咨询：{esc(value)}</span>" if value else "**政策问答**"
-            return value, title
+            value = plain_text(given or params.get("context") or "")[:CONTEXT_MAX_CHARS]
+            return value, widget_heading(value)
 
         page.load(take_context, [from_page], [context, note], js=PAGE_CONTEXT_JS)
         page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)

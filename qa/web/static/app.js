@@ -1,14 +1,14 @@
 () => {
   // Runs once when a page of the app loads (Gradio's `js`). Kept free of any network request.
 
-  // Copy buttons on the search desk: one delegated listener, because results are re-rendered on
-  // every search. The text to copy is the button's data-copy attribute.
+  // Copy buttons (search desk results, chat answers): one delegated listener, because both are
+  // re-rendered all the time. The text to copy is the button's value (qa/web/render.py copy_button).
   if (!window.__qaCopyInstalled) {
     window.__qaCopyInstalled = true;
     document.addEventListener("click", async (event) => {
-      const button = event.target.closest && event.target.closest("button[data-copy]");
+      const button = event.target.closest && event.target.closest("button.qa-copy");
       if (!button) return;
-      const text = button.dataset.copy;
+      const text = button.value;
       let copied = false;
       try {
         await navigator.clipboard.writeText(text);
