@@ -154,6 +154,7 @@ class AnswerOutcome:
     refused: bool
     support: float  # the refusal signal; 1.0 for a question naming an article
     cites_gold: bool
+    shows_gold: bool = False  # the answer's own text holds the gold quote (see shows_gold)
     question: str = ""
 
 
@@ -178,6 +179,7 @@ class AnswerReport:
             "refusal_recall": round(sum(o.refused for o in unanswerable) / max(1, len(unanswerable)), 4),
             "false_refusal_rate": round(sum(o.refused for o in answerable) / max(1, len(answerable)), 4),
             "cited_contains_gold": round(sum(o.cites_gold for o in answered) / max(1, len(answered)), 4),
+            "answer_shows_gold": round(sum(o.shows_gold for o in answered) / max(1, len(answered)), 4),
         }
 
     def curve(self) -> list[dict]:
@@ -202,6 +204,7 @@ class AnswerReport:
             f"refusal recall         {f['refusal_recall']:.3f}",
             f"false refusal rate     {f['false_refusal_rate']:.3f}",
             f"cited clause has gold  {f['cited_contains_gold']:.3f}",
+            f"answer shows the gold  {f['answer_shows_gold']:.3f}",
         ]
         if curve:
             lines += ["", "threshold  refusal recall  false refusals"]
@@ -220,6 +223,19 @@ def cites_gold(answer, quotes: list[str]) -> bool:
     return any(q in compact(c.article.text) for c in answer.citations for q in wanted)
 
 
+# A gold quote longer than one sentence is shown when its opening is: an extractive answer quotes
+# sentence by sentence.
+QUOTE_OPENING_CHARS = 12
+
+
+def shows_gold(answer, quotes: list[str]) -> bool:
+    """Whether the answer's text (not only a clause it cites) holds the gold quote: what a citizen
+    reads without opening the citations."""
+    text = compact(answer.text)
+    wanted = [compact(q) for q in quotes]
+    return any(q in text or (len(q) > QUOTE_OPENING_CHARS and q[:QUOTE_OPENING_CHARS] in text) for q in wanted)
+
+
 def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
     report = AnswerReport(threshold=answerer.settings.refusal_threshold)
     for question in questions:
@@ -232,6 +248,7 @@ def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
                 refused=answer.refused,
                 support=1.0 if reading.names_article else reading.support,
                 cites_gold=bool(question.quotes) and cites_gold(answer, question.quotes),
+                shows_gold=bool(question.quotes) and shows_gold(answer, question.quotes),
                 question=question.question,
             )
         )

@@ -200,8 +200,7 @@ class ClauseReader:
                 own = weights.keys() & han_bigrams(sentence)
                 if len(own) < self.settings.min_shared_bigrams:
                     continue  # one shared word (a place, a common noun) is a coincidence, not an answer
-                # the title and heading path say what the sentence is about, but the sentence itself
-                # must hold the answer: context-only matches count for less
+                # the title and heading path say what the sentence is about (context_match_weight)
                 context_only = (weights.keys() & context) - own
                 matched = sum(weights[b] for b in own) + self.settings.context_match_weight * sum(weights[b] for b in context_only)
                 support = matched / total if total else 0.0
