@@ -161,7 +161,7 @@ def test_copy_texts_name_the_source():
     copied = clause_with_citation(article)
     assert copied.startswith("第五条 承办单位") and "《测试<b>办法</b>（试行）》（测〔2022〕1号）第五条" in copied
     reply = reply_script(article)
-    assert "根据《测试<b>办法</b>（试行）》（测〔2022〕1号）第五条的规定" in reply and "12345" in reply
+    assert "根据《测试<b>办法</b>（试行）》（测〔2022〕1号）第五条的规定：“承办单位应当" in reply and "12345" in reply
 
 
 def test_document_shows_each_heading_once_and_marks_one_clause():

@@ -179,8 +179,12 @@ def reply_script(article: Article) -> str:
     doc = article.document
     name = f"《{doc.title}》" + (f"（{doc.doc_number}）" if doc.doc_number else "")
     trial = "（试行）" if doc.trial and "试行" not in doc.title else ""
+    # "根据…第五条的规定：“第五条 承办单位…”" would read the label out twice
+    text = article.text.strip()
+    if article.label and text.startswith(article.label):
+        text = text[len(article.label) :].lstrip(" 　:：")
     return (
-        f"您好！根据{name}{trial}{article.label}的规定：“{article.text.strip()}”"
+        f"您好！根据{name}{trial}{article.label}的规定：“{text}”"
         f"具体以相关部门解释为准。{HOTLINE_HANDOFF}"
     )
 
