@@ -169,6 +169,19 @@ def finish_vector_index(index: faiss.Index) -> None:
         index.make_direct_map()
 
 
+def stored_vectors(index: faiss.Index) -> np.ndarray | None:
+    """The float32 vectors a flat index (or HNSW's flat storage) holds, as a read-only (ntotal, d)
+    numpy view of FAISS's own memory, no copy; None for types that keep codes (IVF with SQ8), which
+    are read back with ``reconstruct_batch``. The view is only valid while ``index`` lives and is
+    not added to: keep a reference to the index next to it."""
+    flat = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSWFlat) else index
+    if not isinstance(flat, faiss.IndexFlat) or flat.ntotal == 0:
+        return None
+    view = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+    view.flags.writeable = False
+    return view
+
+
 def file_checksum(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as data:

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import bm25s
 import numpy as np
+from bm25s.selection import topk as bm25_top_k
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from qa.config import Settings
-from qa.index import LoadedIndex, load_index
+from qa.index import LoadedIndex, load_index, stored_vectors
 from qa.keywords import asks_quantity, has_quantity, normalise, tokenize
 from qa.models import Article, Hit
 from qa.text import CN_NUMERAL, cn_to_int, int_to_cn
@@ -109,7 +110,12 @@ def _label_forms(ref: re.Match) -> list[str]:
 
 
 class HybridSearcher:
-    """Search over a loaded index; one instance serves many queries (nothing is rebuilt per query)."""
+    """Search over a loaded index; one instance serves many queries (nothing is rebuilt per query).
+
+    Per query the work beyond the query's embedding is done on arrays of candidates: their article
+    and window vectors are read in one gather per index (numpy views of the flat indexes' own
+    memory, ``reconstruct_batch`` for IVF) and scored with one matrix product each; the question is
+    tokenised once for BM25 and the title evidence."""
 
     def __init__(self, settings: Settings, index: LoadedIndex | None = None, embeddings=None):
         from qa.embedding import PolicyEmbeddings
@@ -139,9 +145,16 @@ class HybridSearcher:
             )
         regions = sorted({a.document.region for a in self.articles if a.document.region})
         self._region_aliases = {region: region_aliases(region) for region in regions}
-        self._article_region = [a.document.region for a in self.articles]
-        self._top_level = np.array([r.endswith(TOP_LEVEL_SUFFIX) for r in self._article_region], dtype=bool)
+        self._regions = regions
+        region_number = {region: n for n, region in enumerate(regions)}
+        self._article_region = np.array([region_number.get(a.document.region, -1) for a in self.articles], dtype=int)
+        self._top_level = np.array([a.document.region.endswith(TOP_LEVEL_SUFFIX) for a in self.articles], dtype=bool)
         self._has_quantity = np.array([has_quantity(a.text) for a in self.articles], dtype=bool)
+        # Vectors read back per query: flat indexes as views of FAISS's memory (None: IVF, read
+        # with reconstruct_batch); self.index keeps the indexes, and so the views, alive.
+        self._window_start = np.asarray(self.index.manifest.window_start, dtype=np.int64)
+        self._article_vectors = stored_vectors(self.index.vectors)
+        self._window_vectors = stored_vectors(self.index.windows)
 
     # -- the two retrievers -------------------------------------------------------------------
     def dense(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[int]:
@@ -153,12 +166,12 @@ class HybridSearcher:
                 continue
             want = fetch if owner is None else fetch * WINDOWS_PER_ARTICLE
             _, ids = index.search(vector, max(1, min(want, index.ntotal)))
-            for found in ids[0]:
-                if found < 0:
-                    continue
-                i = int(found if owner is None else owner[found])
-                if mask is None or mask[i]:
-                    candidates.append(i)
+            found = ids[0][ids[0] >= 0]
+            if owner is not None:
+                found = owner[found]
+            if mask is not None:
+                found = found[mask[found]]
+            candidates.extend(found.tolist())
         return list(dict.fromkeys(candidates))
 
     def dense_score(self, i: int, vector: np.ndarray) -> float:
@@ -167,40 +180,66 @@ class HybridSearcher:
 
     def _cosines(self, i: int, vector: np.ndarray) -> tuple[float, float]:
         """(article vector, best window) cosines; an article without windows repeats the first."""
-        article = float(self.index.vectors.reconstruct(i) @ vector[0])
-        start, end = self.index.manifest.window_start[i], self.index.manifest.window_start[i + 1]
+        ids = np.array([i], dtype=np.int64)
+        article = float(self._read(self.index.vectors, self._article_vectors, ids)[0] @ vector[0])
+        start, end = self._window_start[i], self._window_start[i + 1]
         if end > start:
-            # reconstruct_batch reads through IVF's id map; IVF's reconstruct_n scans every list
-            window_vectors = self.index.windows.reconstruct_batch(np.arange(start, end))
+            window_vectors = self._read(self.index.windows, self._window_vectors, np.arange(start, end))
             return article, float(np.max(window_vectors @ vector[0]))
         return article, article
 
-    def _all_cosines(self, ids: list[int], vector: np.ndarray) -> dict[int, tuple[float, float]]:
-        """_cosines for many articles with two vector reads in all (one per index): reading each
-        candidate's vectors one by one cost about half of search's time beyond the query embedding."""
-        if not ids:
-            return {}
-        articles = self.index.vectors.reconstruct_batch(np.asarray(ids, dtype=np.int64)) @ vector[0]
-        starts = np.asarray([self.index.manifest.window_start[i] for i in ids], dtype=np.int64)
-        ends = np.asarray([self.index.manifest.window_start[i + 1] for i in ids], dtype=np.int64)
-        counts = ends - starts
-        best_window = articles.copy()  # an article without windows repeats its own cosine
-        if counts.sum():
-            window_ids = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
-            window_cosines = self.index.windows.reconstruct_batch(window_ids) @ vector[0]
-            has = counts > 0
-            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])[has]
-            best_window[has] = np.maximum.reduceat(window_cosines, offsets)
-        return {i: (float(a), float(w)) for i, a, w in zip(ids, articles, best_window)}
+    @staticmethod
+    def _read(index, stored: np.ndarray | None, ids: np.ndarray) -> np.ndarray:
+        """The vectors ``ids`` of ``index``, as a fresh (len(ids), d) float32 array: one gather from
+        a flat index's memory; ``reconstruct_batch`` for the others (it reads through IVF's id map,
+        where IVF's reconstruct_n would scan every list)."""
+        return stored[ids] if stored is not None else index.reconstruct_batch(ids)
+
+    def _all_cosines(
+        self, ids: np.ndarray, vector: np.ndarray, *, article_cosines: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """_cosines for many articles (an int64 array) as two float32 arrays, with one vector read
+        and one matrix product per index: reading each candidate's vectors one at a time cost about
+        half of search's time beyond the query embedding. ``article_cosines=False`` (ranking by
+        windows alone) skips the article vectors, and gives None for them, unless an article
+        without windows needs its own cosine."""
+        query = vector[0]
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return (np.zeros(0, dtype=np.float32) if article_cosines else None), np.zeros(0, dtype=np.float32)
+        starts = self._window_start[ids]
+        counts = self._window_start[ids + 1] - starts
+        has = counts > 0
+        articles = None
+        if article_cosines or not has.all():
+            articles = self._read(self.index.vectors, self._article_vectors, ids) @ query
+        # an article without windows repeats its own cosine
+        best_window = articles.copy() if articles is not None else np.empty(len(ids), dtype=np.float32)
+        total = int(counts.sum())
+        if total:
+            offsets = np.cumsum(counts) - counts  # where each article's windows begin in window_ids
+            window_ids = np.repeat(starts - offsets, counts) + np.arange(total)
+            window_cosines = self._read(self.index.windows, self._window_vectors, window_ids) @ query
+            best_window[has] = np.maximum.reduceat(window_cosines, offsets[has])
+        return articles, best_window
 
     def keyword(self, query: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        tokens = tokenize(query)
+        """(article, BM25 score) of the best ``k`` articles with a positive score, best first."""
+        ids, scores = self._keyword_arrays(tokenize(query), k, mask)
+        return list(zip(ids.tolist(), scores.tolist()))
+
+    def _keyword_arrays(self, tokens: list[str], k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`keyword` for the query's tokens, as (article ids int64, scores float32)."""
         if not tokens:
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         weight_mask = None if mask is None else mask.astype(np.float32)
         k = min(k, len(self.articles))
-        ids, scores = self.index.keywords.retrieve([tokens], k=k, show_progress=False, weight_mask=weight_mask)
-        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if s > 0]
+        # What BM25.retrieve does for one query, without its per-call batching and progress-bar
+        # set-up (a third of the keyword side's time right after an embedding).
+        scores = self.index.keywords.get_scores(tokens, weight_mask=weight_mask)
+        scores, ids = bm25_top_k(scores, k, backend="auto", sorted=True)
+        positive = scores > 0
+        return ids[positive].astype(np.int64), scores[positive]
 
     # -- direct lookup --------------------------------------------------------------------------
     def lookup(self, query: str, mask: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -250,18 +289,14 @@ class HybridSearcher:
             return None
         return np.array([filters.allows(a) for a in self.articles], dtype=bool)
 
-    def _fuse(self, dense: dict[int, float], keyword: dict[int, float]) -> dict[int, float]:
+    def _fuse(self, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
         """Weighted sum of the dense cosine, min-max normalised over the candidates, and the BM25
-        score normalised by the best one. (Measured on the dev set against reciprocal rank fusion:
-        Recall@1 0.78 vs 0.58.)"""
-        low = min(dense.values(), default=0.0)
-        span = (max(dense.values(), default=0.0) - low) or 1.0
+        score normalised by the best one; both arrays (float64) and the result are aligned on the
+        candidates. (Measured on the dev set against reciprocal rank fusion: Recall@1 0.78 vs 0.58.)"""
+        low = float(dense.min()) if len(dense) else 0.0
+        span = ((float(dense.max()) if len(dense) else 0.0) - low) or 1.0
         weights = (self.settings.dense_weight + self.settings.keyword_weight) or 1.0
-        return {
-            i: (self.settings.dense_weight * (dense[i] - low) / span + self.settings.keyword_weight * keyword.get(i, 0.0))
-            / weights
-            for i in dense
-        }
+        return (self.settings.dense_weight * (dense - low) / span + self.settings.keyword_weight * keyword) / weights
 
     def named_regions(self, query: str) -> set[str]:
         """The corpus regions a question names (by full or short name: 惠农区, 大武口, 宁夏, 自治区)."""
@@ -281,21 +316,25 @@ class HybridSearcher:
         """Document- and clause-kind evidence for each candidate, in units of the fused score:
         title match, a number for a question asking for one, the named region (or, when none is
         named, the top level)."""
+        ids = list(candidates)
+        values = self._evidence_array(query, tokenize(query), np.asarray(ids, dtype=np.int64))
+        return dict(zip(ids, values.tolist()))
+
+    def _evidence_array(self, query: str, tokens: list[str], ids: np.ndarray) -> np.ndarray:
+        """:meth:`_evidence` for an array of candidates (float64, aligned with ``ids``)."""
         s = self.settings
-        extra = dict.fromkeys(candidates, 0.0)
+        extra = np.zeros(len(ids))
         if s.title_weight:
-            title = self.title_scores(tokenize(query))
-            for i in extra:
-                extra[i] += s.title_weight * float(title[self._article_doc[i]])
+            title = self.title_scores(tokens)
+            extra += s.title_weight * title[self._article_doc[ids]].astype(np.float64)
         if s.quantity_weight and asks_quantity(query):
-            for i in extra:
-                extra[i] += s.quantity_weight * bool(self._has_quantity[i])
+            extra += s.quantity_weight * self._has_quantity[ids]
         named = self.named_regions(query) if (s.region_weight or s.top_level_weight) else set()
-        for i in extra:
-            if named:
-                extra[i] += s.region_weight * (self._article_region[i] in named)
-            else:
-                extra[i] += s.top_level_weight * bool(self._top_level[i])
+        if named:
+            is_named = np.array([region in named for region in self._regions] + [False])  # [-1]: no region
+            extra += s.region_weight * is_named[self._article_region[ids]]
+        else:
+            extra += s.top_level_weight * self._top_level[ids]
         return extra
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
@@ -307,32 +346,48 @@ class HybridSearcher:
         mask = self._mask(filters)
         pool = max(s.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        keyword_raw = dict(self.keyword(query, pool, mask))
-        top_keyword = max(keyword_raw.values(), default=0.0) or 1.0
-        keyword_scores = {i: v / top_keyword for i, v in keyword_raw.items()}
-        candidates = dict.fromkeys(self.dense(vector, pool, mask) + list(keyword_scores))
-        cosines = self._all_cosines(list(candidates), vector)
-        dense_scores = {i: max(c) if s.dense_article_vector else c[1] for i, c in cosines.items()}
-        fused = self._fuse(dense_scores, keyword_scores)
+        tokens = tokenize(query)
+        keyword_ids, keyword_raw = self._keyword_arrays(tokens, pool, mask)
+        # Candidates: dense ones first, then keyword ones, each once, in order of first appearance.
+        candidates = np.fromiter(dict.fromkeys(self.dense(vector, pool, mask) + keyword_ids.tolist()), dtype=np.int64)
+        keyword_scores = np.zeros(len(candidates))
+        if len(keyword_ids):
+            top_keyword = float(keyword_raw.max()) or 1.0
+            by_id = np.argsort(candidates, kind="stable")
+            at = by_id[np.searchsorted(candidates, keyword_ids, sorter=by_id)]
+            keyword_scores[at] = keyword_raw.astype(np.float64) / top_keyword
+        articles, windows = self._all_cosines(candidates, vector, article_cosines=s.dense_article_vector)
+        dense_scores = np.maximum(articles, windows) if s.dense_article_vector else windows
+        fused = self._fuse(dense_scores.astype(np.float64), keyword_scores)
         extra_weights = s.title_weight + s.quantity_weight + max(s.region_weight, s.top_level_weight)
         if extra_weights:
-            evidence = self._evidence(query, fused)
-            fused = {i: (v + evidence[i]) / (1.0 + extra_weights) for i, v in fused.items()}
+            fused = (fused + self._evidence_array(query, tokens, candidates)) / (1.0 + extra_weights)
         # Named articles come first; several matches (（三） of each person in a list) keep the
         # order the question's other words give them.
-        looked_up = [i for _, i in sorted(self.lookup(query, mask), key=lambda t: (t[0], -fused.get(t[1], -1.0)))]
+        looked_up = self.lookup(query, mask)
+        position = {i: n for n, i in enumerate(candidates.tolist())} if looked_up else {}
+        looked_up = [
+            i for _, i in sorted(looked_up, key=lambda t: (t[0], -(float(fused[position[t[1]]]) if t[1] in position else -1.0)))
+        ]
         named = set(looked_up)
-        ranked = looked_up + [i for i in sorted(fused, key=lambda i: -fused[i]) if i not in named]
+        ranked = looked_up[:k]
+        for n in np.argsort(-fused, kind="stable").tolist():  # stable: ties keep candidate order
+            if len(ranked) >= k:
+                break
+            i = int(candidates[n])
+            if i not in named:
+                ranked.append(i)
+                position[i] = n
         hits = []
-        for i in ranked[:k]:
-            dense_score = dense_scores[i] if i in dense_scores else self.dense_score(i, vector)
+        for i in ranked:
+            n = position.get(i)
             via = "lookup" if i in named else "hybrid"
             hits.append(
                 Hit(
                     article=self.articles[i],
-                    score=1.0 if via == "lookup" else fused.get(i, 0.0),
-                    dense_score=dense_score,
-                    keyword_score=keyword_scores.get(i, 0.0),
+                    score=1.0 if via == "lookup" else float(fused[n]),
+                    dense_score=self.dense_score(i, vector) if n is None else float(dense_scores[n]),
+                    keyword_score=0.0 if n is None else float(keyword_scores[n]),
                     via=via,
                 )
             )

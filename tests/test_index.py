@@ -34,6 +34,7 @@ from qa.index import (
     load_index,
     make_vector_index,
     passage_text,
+    stored_vectors,
 )
 from qa.keywords import corpus_terms
 
@@ -358,3 +359,22 @@ def test_default_settings_give_an_exact_index_and_empty_input_works():
     assert kind == "FlatIP" and index.metric_type == faiss.METRIC_INNER_PRODUCT
     empty, kind = make_vector_index(np.zeros((0, 384), dtype=np.float32), Settings())
     assert kind == "FlatIP" and empty.ntotal == 0 and empty.d == 384
+
+
+@pytest.mark.parametrize(
+    "settings, flat",
+    [(Settings(), True), (Settings(hnsw_threshold=10), True), (Settings(hnsw_threshold=10, ivf_threshold=10), False)],
+    ids=["flat", "hnsw", "ivf"],
+)
+def test_stored_vectors_are_the_flat_indexes_own_vectors_without_a_copy(settings, flat):
+    vectors = _unit_vectors(400)
+    index, _ = make_vector_index(vectors, settings)
+    view = stored_vectors(index)
+    if not flat:  # IVF keeps 8-bit codes: read back with reconstruct_batch instead
+        assert view is None
+        return
+    assert view.shape == (400, 32) and view.dtype == np.float32 and not view.flags.writeable
+    assert np.array_equal(view, vectors)
+    rows = np.array([7, 0, 399, 7])
+    assert np.array_equal(view[rows], index.reconstruct_batch(rows))
+    assert stored_vectors(make_vector_index(np.zeros((0, 32), dtype=np.float32), settings)[0]) is None

@@ -179,6 +179,34 @@ def test_scores_are_bounded_and_hits_are_ranked_consistently(small_searcher, que
             assert not dominated, (upper.article.label, lower.article.label)
 
 
+def test_batched_cosines_equal_each_articles_own(small_searcher, monkeypatch):
+    """Search reads all candidates' article and window vectors in one batch per index (a view of a
+    flat index's memory, or reconstruct_batch for IVF); each article's pair of cosines is the one
+    _cosines reads for it alone, in any order of candidates, with repeats, and with articles that
+    have no windows (their window cosine is their own)."""
+    vector = small_searcher.embeddings.encode_queries(["热线工单多久办完"])
+    n = len(small_searcher.articles)
+    ids = np.array([n - 1, 0, *range(1, n - 1), 3], dtype=np.int64)
+    no_windows = small_searcher._window_start.copy()
+    no_windows[1] = no_windows[0]  # article 0's windows move to article 1
+    no_windows[n - 1] = no_windows[n - 2]  # and the second last's go to the last
+    for window_start, flat in ((small_searcher._window_start, True), (no_windows, True), (no_windows, False)):
+        monkeypatch.setattr(small_searcher, "_window_start", window_start)
+        if not flat:  # the path IVF indexes take
+            monkeypatch.setattr(small_searcher, "_article_vectors", None)
+            monkeypatch.setattr(small_searcher, "_window_vectors", None)
+        expected = np.array([small_searcher._cosines(int(i), vector) for i in ids])
+        articles, windows = small_searcher._all_cosines(ids, vector)
+        assert articles.shape == windows.shape == (len(ids),)
+        assert np.allclose(articles, expected[:, 0], rtol=0, atol=1e-6)
+        assert np.allclose(windows, expected[:, 1], rtol=0, atol=1e-6)
+        skipped, same_windows = small_searcher._all_cosines(ids, vector, article_cosines=False)
+        assert np.array_equal(same_windows, windows)  # windows alone rank by default
+        assert skipped is None or np.array_equal(skipped, articles)
+    assert expected[1, 0] == expected[1, 1]  # article 0 has no windows now
+    assert [len(a) for a in small_searcher._all_cosines(np.zeros(0, dtype=np.int64), vector)] == [0, 0]
+
+
 def test_k_defaults_to_settings_and_caps_at_the_corpus(small_searcher, small_settings):
     n = len(small_searcher.articles)
     assert small_settings.top_k < n
