@@ -224,7 +224,8 @@ class HybridSearcher:
         return articles, best_window
 
     def keyword(self, query: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        """(article, BM25 score) of the best ``k`` articles with a positive score, best first."""
+        """(article, BM25 score) of the best ``k`` articles with a positive score, best first (the
+        keyword side alone, as the benchmark times it)."""
         ids, scores = self._keyword_arrays(tokenize(query), k, mask)
         return list(zip(ids.tolist(), scores.tolist()))
 
@@ -312,16 +313,10 @@ class HybridSearcher:
         top = float(np.max(scores)) if len(scores) else 0.0
         return scores / top if top > 0 else scores
 
-    def _evidence(self, query: str, candidates) -> dict[int, float]:
-        """Document- and clause-kind evidence for each candidate, in units of the fused score:
-        title match, a number for a question asking for one, the named region (or, when none is
-        named, the top level)."""
-        ids = list(candidates)
-        values = self._evidence_array(query, tokenize(query), np.asarray(ids, dtype=np.int64))
-        return dict(zip(ids, values.tolist()))
-
     def _evidence_array(self, query: str, tokens: list[str], ids: np.ndarray) -> np.ndarray:
-        """:meth:`_evidence` for an array of candidates (float64, aligned with ``ids``)."""
+        """Document- and clause-kind evidence for each candidate (float64, aligned with ``ids``), in
+        units of the fused score: title match, a number for a question asking for one, the named
+        region (or, when none is named, the top level)."""
         s = self.settings
         extra = np.zeros(len(ids))
         if s.title_weight:

@@ -170,8 +170,8 @@ def test_scores_are_bounded_and_hits_are_ranked_consistently(small_searcher, que
             if lower.article.doc_id != upper.article.doc_id:
                 continue
             a, b = index_of[upper.article.id], index_of[lower.article.id]
-            evidence = small_searcher._evidence(query, [a, b])
-            if evidence[a] != evidence[b]:
+            evidence = small_searcher._evidence_array(query, tokenize(query), np.array([a, b]))
+            if evidence[0] != evidence[1]:
                 continue
             dominated = (lower.dense_score >= upper.dense_score and lower.keyword_score >= upper.keyword_score) and (
                 lower.dense_score > upper.dense_score + 1e-6 or lower.keyword_score > upper.keyword_score + 1e-6
