@@ -19,7 +19,17 @@ import re
 from dataclasses import dataclass, field
 
 from qa.models import Article, Document
-from qa.text import CN_NUMERAL, Line, cn_to_int, ends_sentence, join_broken, split_lines, squeeze
+from qa.text import (
+    CN_NUMERAL,
+    Line,
+    cn_to_int,
+    ends_sentence,
+    join_broken,
+    split_lines,
+    squeeze,
+    strip_markup,
+    unmarked_spans,
+)
 
 CN = f"[{CN_NUMERAL}]+"
 
@@ -120,7 +130,7 @@ def match_heading(text: str) -> Heading | None:
         name = "dotted" if style.name == "dotted1" else style.name
         depth = raw.count(".") + 1 if name == "dotted" else 0
         label = _label(style.name, raw, text)
-        title = squeeze(_short_title(rest))
+        title = squeeze(_short_title(strip_markup(rest)))
         if style.name in ("chapter", "section", "attachment", "dotted", "dotted1"):
             heading_title = f"{label} {title}".strip() if title else label
         elif style.name == "article":
@@ -285,41 +295,56 @@ def is_artifact(line: str, running_heads: frozenset[str]) -> bool:
 
 
 def assemble(lines: list[Line], running_heads: frozenset[str]) -> _Text:
-    """Join lines into article text, mending sentences the page layout cut in two."""
+    """Join lines into article text, mending sentences the page layout cut in two. Markup left in
+    the source (``<input type="checkbox"/>``, ``**``) is cut out of the text; each run of text
+    between two cuts keeps its own source offset, so offsets still point into the source."""
     pieces: list[str] = []
     text_starts: list[int] = []
     source_starts: list[int] = []
     length = 0
     previous = ""
     for line in lines:
-        body = line.text.strip()
-        if not body or is_artifact(line.text, running_heads):
+        if not line.text.strip() or is_artifact(line.text, running_heads):
             continue
-        lead = line.start + (len(line.text) - len(line.text.lstrip()))
+        spans = unmarked_spans(line.text)
+        body = "".join(line.text[a:b] for a, b in spans)
+        if not body:  # nothing but markup
+            continue
         if pieces:
             broken = (
                 len(previous) >= MIN_BROKEN_LINE
                 and not ends_sentence(previous)
                 and "\t" not in previous
                 and "\t" not in body
-                and match_heading(body) is None
+                and match_heading(line.stripped) is None
             )
             sep = join_broken(previous, body) if broken else "\n"
             pieces.append(sep)
             length += len(sep)
-        text_starts.append(length)
-        source_starts.append(lead)
+        for a, b in spans:
+            text_starts.append(length)
+            source_starts.append(line.start + a)
+            length += b - a
         pieces.append(body)
-        length += len(body)
         previous = body
     return _Text("".join(pieces), text_starts, source_starts)
 
 
+def _cut_points(text: str) -> list[str]:
+    """The pieces a long clause may be cut between: sentences, but a table row (a line with tab-
+    separated cells) whole, so that a row's answer cell (牵头单位) stays with the task it is for."""
+    pieces = []
+    for line in text.splitlines(keepends=True):
+        pieces += [line] if "\t" in line else SENTENCE_SPLIT.split(line)
+    return pieces
+
+
 def cut_into_parts(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """Spans of ``text`` of at most ``max_chars``, cut at sentence ends, of balanced length."""
+    """Spans of ``text`` of at most ``max_chars``, cut at sentence ends (table rows whole), of
+    balanced length."""
     if len(text) <= max_chars:
         return [(0, len(text))]
-    pieces = [p for p in SENTENCE_SPLIT.split(text) if p]
+    pieces = [p for p in _cut_points(text) if p]
     units: list[str] = []
     for piece in pieces:  # a sentence longer than a part is cut where it must be
         while len(piece) > max_chars:

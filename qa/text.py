@@ -14,6 +14,14 @@ CN_NUMERAL = "零〇一二两三四五六七八九十百千"
 SENTENCE_END = "。！？；!?;：:”’」』）)】]"
 CJK = r"\u3400-\u9fff\uf900-\ufaff"
 
+# Markup that conversion to text left in some source files: HTML form and paragraph tags
+# (<input type="checkbox"/> for a form's tick box, <p>…</p> in table cells) and Markdown bold (**).
+# The spaces that set a tag off go with it. Only these tags: other markup is a document's own text
+# (a rule on web pages may quote <script> or <b>), as are angle brackets used as quotation marks
+# (<宁夏回族自治区政务公开专区标识>) or around a web address.
+_HTML_TAG = r"</?(?:input|p)\b[^<>\n]*>"
+MARKUP = re.compile(rf"\*\*|(?:^|(?<=\t)){_HTML_TAG}[ \u3000]*|[ \u3000]*{_HTML_TAG}", re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class Line:
@@ -40,6 +48,34 @@ def split_lines(text: str) -> list[Line]:
         lines.append(Line(pos, pos + len(body), body))
         pos += len(raw)
     return lines
+
+
+def unmarked_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) spans of ``text`` that remain once markup artefacts (:data:`MARKUP`) are
+    cut out, without whitespace at either end of the whole; empty when nothing but markup and
+    whitespace is left. Spans, not a string, so a caller can map what is left back to the source."""
+    spans, pos = [], 0
+    for found in MARKUP.finditer(text):
+        if found.start() > pos:
+            spans.append((pos, found.start()))
+        pos = found.end()
+    if pos < len(text):
+        spans.append((pos, len(text)))
+    while spans and not text[spans[0][0] : spans[0][1]].strip():
+        spans.pop(0)
+    while spans and not text[spans[-1][0] : spans[-1][1]].strip():
+        spans.pop()
+    if spans:
+        start, end = spans[0]
+        spans[0] = (end - len(text[start:end].lstrip()), end)
+        start, end = spans[-1]
+        spans[-1] = (start, start + len(text[start:end].rstrip()))
+    return spans
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without markup artefacts (HTML form/paragraph tags, Markdown ``**``), stripped."""
+    return "".join(text[a:b] for a, b in unmarked_spans(text))
 
 
 def cn_to_int(numeral: str) -> int:
@@ -84,8 +120,9 @@ def squeeze(text: str) -> str:
 
 
 def compact(text: str) -> str:
-    """The form used to compare texts: NFKC, no whitespace."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+    """The form used to compare texts: no markup artefacts, NFKC, no whitespace (a quote copied
+    from a source file with its ``**`` still matches the article text, which has none)."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", MARKUP.sub("", text)))
 
 
 def join_broken(left: str, right: str) -> str:

@@ -1,8 +1,8 @@
 """Article splitting rules, each on a small hand-written text."""
 
-from qa.articles import cut_into_parts, match_heading, split_articles
+from qa.articles import assemble, cut_into_parts, match_heading, split_articles
 from qa.models import Document
-from qa.text import cn_to_int, compact, int_to_cn
+from qa.text import cn_to_int, compact, int_to_cn, split_lines, strip_markup
 
 
 def articles_of(text: str, target: int = 600, max_chars: int = 1200):
@@ -136,6 +136,55 @@ def test_offsets_map_back_to_the_source():
         assert compact(article.text)[:8] == compact(PLAN[article.start:article.end])[:8]
 
 
+# A form and a plan as some source files hold them: HTML tick boxes and paragraph tags, Markdown
+# bold, and a web address in angle brackets (text, not markup).
+MARKED = """一、检查内容
+（一）**强化组织领导。**各乡镇要高度重视，明确任务。**
+（二）安全检查
+用气设备\t<input type="checkbox"/> 燃气灶具； <input type="checkbox"/> 热水器；
+安全管理\t符合 <input type="checkbox"/> 不符合 <input type="checkbox"/>\t按要求整改
+<p>深化信息公开</p>\t<p>及时公开。</p>
+**
+网址：<http://www.dwk.gov.cn>
+"""
+
+
+def test_markup_is_cut_out_of_article_text_and_paths_without_moving_boundaries():
+    articles = articles_of(MARKED, target=20)
+    for article in articles:
+        assert "<input" not in article.text and "<p>" not in article.text and "**" not in article.text
+        assert not any("**" in step for step in article.path)
+    assert [a.path for a in articles] == [["一、检查内容", "（一）强化组织领导"], ["一、检查内容", "（二）安全检查"]]
+    assert articles[0].text == "一、检查内容\n（一）强化组织领导。各乡镇要高度重视，明确任务。"
+    assert articles[1].text.splitlines()[1:] == [
+        "用气设备\t燃气灶具； 热水器；",
+        "安全管理\t符合 不符合\t按要求整改",
+        "深化信息公开\t及时公开。",
+        "网址：<http://www.dwk.gov.cn>",
+    ]
+    # other tags are a document's own text (a rule on web pages may quote them)
+    assert strip_markup("不得出现<script>等代码，<b>加粗</b>按原样显示") == "不得出现<script>等代码，<b>加粗</b>按原样显示"
+    # texts are compared without markup (a gold quote copied with its ** still matches)
+    assert compact("（**牵头领导：**李静）") == compact("（牵头领导：李静）")
+    # the same articles (labels, paths, parts) as the text without its markup
+    clean = "\n".join(strip_markup(line.text) for line in split_lines(MARKED))
+    assert [(a.label, a.path, a.part) for a in articles_of(clean, target=20)] == [(a.label, a.path, a.part) for a in articles]
+
+
+def test_offsets_skip_the_markup_and_still_point_into_the_source():
+    articles = articles_of(MARKED, target=20)
+    for article in articles:
+        assert MARKED[article.start] == article.text[0] and MARKED[article.end - 1] == article.text[-1]
+    # the first article ends before the ** that closes its line
+    assert MARKED[articles[0].end :].startswith("**\n（二）")
+    # every character of the text, bar the line breaks put between lines, is where the map says
+    assembled = assemble(split_lines(MARKED), frozenset())
+    assert "<" in assembled.text  # the web address
+    for pos, char in enumerate(assembled.text):
+        if char != "\n":
+            assert MARKED[assembled.source_offset(pos)] == char, (pos, char)
+
+
 def test_heading_shapes():
     assert match_heading("第二十一条 办理反馈：").label == "第二十一条"
     assert match_heading("（三）强化督办。").title == "（三）强化督办"
@@ -149,3 +198,15 @@ def test_chinese_numerals_round_trip():
     for n in (1, 10, 11, 20, 21, 99, 100, 103, 110, 120):
         assert cn_to_int(int_to_cn(n)) == n
     assert cn_to_int("二十一") == 21 and int_to_cn(43) == "四十三"
+
+
+def test_a_long_table_is_cut_between_rows_not_inside_one():
+    # a row's cells hold full stops; cutting there would part a task from its 牵头单位 cell
+    row = "{n}\t抓好社会保障信息公开\t加密重点民生政策推送，提高信息公开覆盖度。\t查看网站发布情况。\t民政局、医疗保障局\n"
+    text = "".join(row.format(n=n) for n in range(1, 40))
+    spans = cut_into_parts(text, 600)
+    assert len(spans) > 1
+    for start, end in spans:
+        part = text[start:end]
+        assert part.endswith("\n") or end == len(text)
+        assert all(line.endswith("医疗保障局") for line in part.splitlines())

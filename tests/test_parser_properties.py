@@ -1,7 +1,8 @@
 """Property-based tests (hypothesis) of the parser, steps 2 and 3 (qa/documents.py, qa/articles.py,
 through qa/corpus.parse_text): for random and adversarial texts it never raises, and no body text is
-silently lost — every non-blank character of a document, apart from the page numbers and running
-heads the parser drops on purpose, is in one of the document's articles, in order.
+silently lost — every non-blank character of a document, apart from the page numbers, running
+heads and markup artefacts (``<input type="checkbox"/>``, ``**``) the parser drops on purpose, is in
+one of the document's articles, in order.
 
 The texts are built from the pieces gazettes are made of (headings of every style, 文号 and date
 lines, page numbers, running heads, tables) put together in orders no real gazette has: headings
@@ -20,7 +21,7 @@ from qa.articles import is_artifact
 from qa.config import load_settings
 from qa.corpus import parse_text
 from qa.documents import gazette_name, is_gazette
-from qa.text import split_lines
+from qa.text import split_lines, strip_markup
 
 BASE_SETTINGS = load_settings()
 WHITESPACE = re.compile(r"\s+")
@@ -116,8 +117,10 @@ def visible(text: str) -> str:
 
 def expected_body(text: str, start: int, end: int, running_heads: frozenset[str]) -> str:
     """A document's text as the articles must hold it: every line but page numbers and running
-    heads (dropped on purpose), without whitespace."""
-    return "".join(visible(line.text) for line in split_lines(text[start:end]) if not is_artifact(line.text, running_heads))
+    heads, less markup artefacts (all dropped on purpose), without whitespace."""
+    return "".join(
+        visible(strip_markup(line.text)) for line in split_lines(text[start:end]) if not is_artifact(line.text, running_heads)
+    )
 
 
 def check_nothing_is_lost(text: str, sizes: tuple[int, int] = DEFAULT_SIZES) -> None:
@@ -158,6 +161,7 @@ def check_nothing_is_lost(text: str, sizes: tuple[int, int] = DEFAULT_SIZES) -> 
 @example("第１条 全角数字。\n第２条 第二条。\n第５条 跳号。", DEFAULT_SIZES)
 @example("正文开头。\n- 3 -\n第 2 页 共 9 页\n12\n正文继续。", DEFAULT_SIZES)
 @example("标题\n\n宁政发〔2022〕1号\n\n《宁夏回族自治区人民政府公报》简介\n简介之后的正文。", DEFAULT_SIZES)
+@example("**\n第一条 **加强领导。**各地 <input type=\"checkbox\"/> 要落实。\n<p></p>\n<input type=\"checkbox\"/> 是\t否 <input type=\"checkbox\"/>", DEFAULT_SIZES)
 def test_parser_never_crashes_and_loses_no_body_text(text, sizes):
     check_nothing_is_lost(text, sizes)
 
