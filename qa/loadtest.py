@@ -45,6 +45,9 @@ REQUEST_TIMEOUT_S = 60
 START_TIMEOUT_S = 600  # the first start may build the index
 GRADIO_PAGES = ("/", "/widget/")
 CHAT_ENDPOINT = "respond"  # the api_name of the chat's submit event (qa/web/ui.py)
+# What the chat says to a question past the client's rate limit (qa.web.guard.TOO_MANY_REQUESTS;
+# not imported, so the load generator does not load the web app).
+TOO_MANY_REQUESTS = "请求过于频繁，请稍后再试。"
 DEV_QUESTIONS = PROJECT_ROOT.parent / "shared" / "eval" / "dev.jsonl"
 
 # Varied on purpose: colloquial questions, article look-ups, questions the corpus cannot answer,
@@ -259,6 +262,8 @@ async def ask_gradio(client: httpx.AsyncClient, endpoint: GradioEndpoint, questi
     if message.get("msg") == "queue_full":
         return Outcome("gradio", seconds, "error", "gradio: queue full")
     text = final_chat_text(message)
+    if message.get("success") and text == TOO_MANY_REQUESTS:  # past the limit, the chat says so
+        return Outcome("gradio", seconds, "rate-limited", text=text)
     if message.get("success") and text:
         return Outcome("gradio", seconds, "ok", text=text)
     return Outcome("gradio", seconds, "error", f"gradio: {json.dumps(message.get('output'), ensure_ascii=False)[:80]}")

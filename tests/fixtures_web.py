@@ -59,6 +59,19 @@ def serve(app, port: int) -> object:
     return server
 
 
+def serve_again(web: RunningApp, **changes) -> RunningApp:
+    """The running app's loaded index served once more, on a free port, with settings changed
+    (a stingier rate limit); ``stop()`` it when done."""
+    from dataclasses import replace
+
+    from qa.web import create_app
+
+    settings = replace(web.settings, **changes)
+    app = create_app(settings, web.app.state.library)
+    port = free_port()
+    return RunningApp(f"http://127.0.0.1:{port}", settings, app, serve(app, port))
+
+
 @dataclass
 class HostSite:
     url: str  # the example host page's origin, e.g. http://127.0.0.1:PORT

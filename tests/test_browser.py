@@ -125,7 +125,10 @@ def test_chat_answer_cites_a_clause_that_opens_highlighted_in_the_document(brows
     assert stored["rating"] == "like" and stored["question"] == QUESTION and stored["page"] == "chat"
     assert stored["answer"]["citations"][0]["n"] == 1 and "[1]" in stored["answer"]["answer"]
 
-    # Large text (适老化) makes the answers bigger.
+    # Large text (适老化) makes the answers bigger; its switch is a compact one at the header's right
+    # (it took half the header row: Gradio 6's Checkbox ignores scale=0).
+    switch = css(browser, "#qa-large-text")[0]
+    assert switch.rect["width"] <= 160 and switch.rect["x"] > browser.execute_script("return window.innerWidth") * 0.75, switch.rect
     before = font_size(browser, clause)
     css(browser, "#qa-large-text input")[0].click()
     wait_for(browser, lambda d: font_size(d, clause) > before * 1.1)
@@ -149,6 +152,37 @@ def test_chat_answer_cites_a_clause_that_opens_highlighted_in_the_document(brows
         browser.close()
         browser.switch_to.window(windows.pop())
     assert requested_hosts(browser) <= {"127.0.0.1"}
+
+
+@pytest.fixture()
+def stingy(web):
+    """The same loaded index served with a rate limit that does not refill during the test (a
+    request a minute past a burst of 20): the browser and this test are both 127.0.0.1."""
+    from fixtures_web import serve_again
+
+    running = serve_again(web, rate_limit_per_minute=1, rate_limit_burst=20)
+    yield running
+    running.stop()
+
+
+def test_a_question_past_the_rate_limit_is_told_so_in_the_chat_not_in_an_error_box(browser, stingy):
+    import httpx
+    from selenium.webdriver.common.keys import Keys
+
+    from qa.web.guard import TOO_MANY_REQUESTS
+
+    browser.get(stingy.url + "/")
+    box = wait_for(browser, lambda d: css(d, "#qa-question textarea"))[0]
+    with httpx.Client(base_url=stingy.url, timeout=30) as session:  # use up this address's allowance
+        assert any(session.get("/api/documents").status_code == 429 for _ in range(30))
+    box.send_keys(QUESTION, Keys.ENTER)
+    bot = wait_for(browser, lambda d: [m for m in css(d, "#qa-chatbot [data-testid='bot']") if TOO_MANY_REQUESTS in m.text])[-1]
+    assert bot.text.strip() == TOO_MANY_REQUESTS
+    assert QUESTION in css(browser, "#qa-chatbot [data-testid='user']")[-1].text
+    browser.save_screenshot(str(SCREENSHOTS / "rate-limited.png"))
+    # Gradio's error toast and its "Error" over the chat and the question box stay away.
+    assert not css(browser, "[data-testid='toast-body'], #qa-chatbot .error, #qa-question .error")
+    assert "Error" not in browser.find_element("css selector", "body").text
 
 
 def test_follow_up_question_is_answered_in_context_and_can_be_disliked(browser, web):

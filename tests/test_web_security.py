@@ -19,9 +19,9 @@ import pytest
 
 pytest.register_assert_rewrite("fixtures_web")
 
-from fixtures_web import ADMIN_TOKEN, RunningApp, corpus_state, free_port, serve  # noqa: E402
-from qa.loadtest import ask_gradio, find_chat_endpoint, gradio_event  # noqa: E402
-from qa.web.guard import RateLimiter  # noqa: E402
+from fixtures_web import ADMIN_TOKEN, RunningApp, corpus_state, free_port, serve, serve_again  # noqa: E402
+from qa.loadtest import ask_gradio, final_chat_text, find_chat_endpoint, gradio_event  # noqa: E402
+from qa.web.guard import NOTICE_BURST, TOO_MANY_REQUESTS, RateLimiter  # noqa: E402
 from qa.web.library import Feedback  # noqa: E402
 
 pytest_plugins = ["fixtures_web"]
@@ -231,6 +231,52 @@ def test_rate_limit_is_per_client_and_answers_429_in_chinese(strict):
         assert session.get("/", headers=citizen).status_code == 200
         time.sleep(1.2)  # one request a second comes back
         assert session.get("/api/documents", headers=citizen).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def stingy(web):
+    """The same loaded index served with a limit that does not refill during a test: 2 requests
+    at once, then 1 a minute per client."""
+    running = serve_again(web, rate_limit_per_minute=1, rate_limit_burst=2)
+    yield running
+    running.stop()
+
+
+def test_a_chat_question_past_the_limit_is_told_so_in_the_chat(stingy):
+    """A refused queue join shows as Gradio's error box, so past the limit a chat question (main
+    page and widget) goes through and the chat says 请求过于频繁 as its answer, without answering.
+    Other events still get the 429, and so do chat questions once the client's few notices are
+    used up (a flood of them cannot fill the queue)."""
+    citizen = as_client("10.9.3.1")
+
+    async def run():
+        async with httpx.AsyncClient(base_url=stingy.url, timeout=60) as session:
+            chat, widget = await find_chat_endpoint(session, "/"), await find_chat_endpoint(session, "/widget/")
+            search = await find_chat_endpoint(session, "/", "search")
+            while (await session.get("/api/documents", headers=citizen)).status_code != 429:
+                pass
+            joins = []
+            for endpoint in [widget] + [chat] * (NOTICE_BURST + 5):  # + 5: notices refill, 1 per 2 s
+                status, message = await gradio_event(session, endpoint, ["热线录音保存多久？", []] + [None] * (endpoint.inputs - 2), citizen)
+                joins.append((status, message and message.get("output", {}).get("data")))
+                if status == 429:
+                    break
+            searched, _ = await gradio_event(session, search, ["热线"] + [""] * (search.inputs - 1), as_client("10.9.3.2"))
+            for _ in range(2):
+                await session.get("/api/documents", headers=as_client("10.9.3.2"))
+            limited_search, _ = await gradio_event(session, search, ["热线"] + [""] * (search.inputs - 1), as_client("10.9.3.2"))
+            return joins, searched, limited_search
+
+    joins, searched, limited_search = asyncio.run(run())
+    *told, (refused, _) = joins
+    assert len(told) >= NOTICE_BURST and refused == 429
+    for status, data in told:
+        assert status == 200
+        chat = data[0]
+        assert [m["role"] for m in chat] == ["user", "assistant"], chat
+        assert final_chat_text({"output": {"data": data}}) == TOO_MANY_REQUESTS
+    # The desk's search is not a chat question: answered within the limit, 429 past it.
+    assert (searched, limited_search) == (200, 429)
 
 
 def test_token_bucket_refills_at_its_rate_and_forgets_old_clients():

@@ -3,6 +3,12 @@ client address and a size limit on request bodies, on the public endpoints (the 
 Gradio queue). One plain ASGI middleware, in process: the app runs as one process, so a token bucket
 per address in memory is all the state a limit needs.
 
+A chat question past the limit is not refused with a 429 (Gradio's page would show it as an error
+box): it goes on to the chat marked as limited (:func:`was_rate_limited`), which says so as an
+answer, without answering. Such notices have a small bucket of their own (NOTICE_BURST at once,
+then NOTICES_PER_MINUTE); past it a chat question gets the 429 too, so a flood of questions cannot
+fill the queue with notices.
+
 The client address is the connection's, which uvicorn takes from ``X-Forwarded-For`` only when the
 connection comes from a trusted proxy (127.0.0.1 unless ``FORWARDED_ALLOW_IPS`` says otherwise),
 so a visitor cannot pick a new address per request to escape the limit.
@@ -32,6 +38,12 @@ MULTIPART_OVERHEAD = 64 * 1024
 # Addresses remembered at most; the least recently seen are forgotten first (a forgotten address
 # starts again with a full bucket, which is what it would have after a quiet spell anyway).
 MAX_TRACKED_CLIENTS = 10_000
+GRADIO_JOIN = "/gradio_api/queue/join"
+# Chat notices of the limit a client may get: a few at once, then one every two seconds.
+NOTICE_BURST = 3
+NOTICES_PER_MINUTE = 30
+# The request state key (scope["state"]) that marks a chat question past the limit.
+RATE_LIMITED_STATE = "qa_rate_limited"
 TOO_MANY_REQUESTS = "请求过于频繁，请稍后再试。"
 TOO_LARGE = "请求内容太大（上限 {limit}）。"
 
@@ -78,6 +90,27 @@ def is_limited_path(path: str) -> bool:
     return path.startswith(API_PREFIX) or any(part in path for part in GRADIO_WORK)
 
 
+def gradio_page(path: str) -> str:
+    """The page a Gradio route belongs to: "/widget" for the widget's, "/" for the main app's."""
+    return "/widget" if "/widget/gradio_api/" in path else "/"
+
+
+def chat_event(body: bytes) -> int | None:
+    """The event (fn_index) a Gradio queue join asks to run, None when the body says none."""
+    try:
+        event = json.loads(body).get("fn_index")
+    except (ValueError, AttributeError):
+        return None
+    return event if isinstance(event, int) and not isinstance(event, bool) else None
+
+
+def was_rate_limited(request) -> bool:
+    """Whether the guard let this request (a chat question; a Starlette or gr.Request) through
+    past its client's rate limit, for the chat to say so instead of answering."""
+    state = getattr(request, "state", None)
+    return bool(getattr(state, RATE_LIMITED_STATE, False)) if state is not None else False
+
+
 def body_limit(path: str, settings: Settings) -> int:
     if path.startswith(UPLOAD_PATHS[0]) or UPLOAD_PATHS[1] in path:
         return settings.max_upload_bytes + MULTIPART_OVERHEAD
@@ -107,12 +140,18 @@ async def send_json(send, status: int, detail: str, headers: dict[str, str] | No
 
 
 class RequestGuard:
-    """ASGI middleware: 429 (with Retry-After) past a client's rate, 413 past the body limit."""
+    """ASGI middleware: 429 (with Retry-After) past a client's rate, 413 past the body limit.
 
-    def __init__(self, app, settings: Settings):
+    ``chat_events`` maps a Gradio page ("/", "/widget"; see :func:`gradio_page`) to the events
+    (fn_index) of its chat's questions, which past the limit are passed on marked instead; the
+    app fills it in once its pages are built."""
+
+    def __init__(self, app, settings: Settings, chat_events: dict[str, frozenset[int]] | None = None):
         self.app = app
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.notices = RateLimiter(NOTICES_PER_MINUTE, NOTICE_BURST)
+        self.chat_events = chat_events if chat_events is not None else {}
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -121,16 +160,49 @@ class RequestGuard:
             return
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.limiter.wait_needed(client)
-        if wait > 0:
-            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
-            return
         limit = body_limit(path, self.settings)
         too_large = TOO_LARGE.format(limit=readable_size(limit))
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        if wait > 0 and not (path.endswith(GRADIO_JOIN) and self.chat_events.get(gradio_page(path))):
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            return
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_json(send, 413, too_large, {"Connection": "close"})
             return
+        if wait > 0:
+            await self._limited_join(scope, receive, send, client, wait, limit, too_large)
+            return
         await self._counted(scope, receive, send, limit, too_large)
+
+    async def _limited_join(self, scope, receive, send, client: str, wait: float, limit: int, too_large: str) -> None:
+        """A queue join past the limit: a chat question goes on marked (while the client's notices
+        last; see the module's docstring), anything else is refused with the 429."""
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await send_json(send, 413, too_large, {"Connection": "close"})
+                return
+            if not message.get("more_body"):
+                break
+        if chat_event(body) not in self.chat_events.get(gradio_page(scope["path"]), ()) or self.notices.wait_needed(client) > 0:
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            return
+        # A fresh state dict for this request (the server's may be shared with others).
+        scope["state"] = {**(scope.get("state") or {}), RATE_LIMITED_STATE: True}
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _counted(self, scope, receive, send, limit: int, too_large: str) -> None:
         """Runs the app, counting body bytes as they arrive (a chunked body declares no length)."""

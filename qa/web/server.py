@@ -24,7 +24,7 @@ from qa.retrieval import Filters
 from qa.web.guard import RequestGuard
 from qa.web.library import AdminError, CorpusAdmin, FeedbackLog, Library, UploadPreview, admin_enabled, token_matches
 from qa.web.render import document_page, esc
-from qa.web.ui import build_main, build_widget
+from qa.web.ui import build_main, build_widget, chat_event_ids
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Gradio's web-component loader, served by this app so host pages need no CDN.
@@ -282,7 +282,9 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error)
     origins = embed_origins(settings)
     # Innermost of ours, so its 429 and 413 answers still carry the CORS and framing headers.
-    app.add_middleware(RequestGuard, settings=settings)
+    # chat_events is filled in below, once the pages (and so their events) exist.
+    chat_events: dict[str, frozenset[int]] = {}
+    app.add_middleware(RequestGuard, settings=settings, chat_events=chat_events)
     app.add_middleware(FrameAncestorsMiddleware, origins=origins)
     # Our own CORS policy (Gradio then adds none): only the configured host pages may call the app
     # from a browser, which the <gradio-app> web component does.
@@ -301,8 +303,12 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
         # An unexpected error shows Gradio's generic "Error", never the exception's text.
         "show_error": False,
     }
-    gr.mount_gradio_app(app, build_widget(library, feedback), "/widget", **common)
-    gr.mount_gradio_app(app, build_main(settings, library, feedback, admin), "/", **common)
+    widget = build_widget(library, feedback)
+    main = build_main(settings, library, feedback, admin)
+    # Past the rate limit a chat question is answered in the chat, not with Gradio's error box.
+    chat_events.update({"/widget": chat_event_ids(widget), "/": chat_event_ids(main)})
+    gr.mount_gradio_app(app, widget, "/widget", **common)
+    gr.mount_gradio_app(app, main, "/", **common)
     app.state.library = library
     app.state.feedback = feedback
     return app

@@ -14,6 +14,7 @@ import gradio as gr
 from qa.answering import QuestionError, plain_text
 from qa.config import Settings
 from qa.retrieval import Filters
+from qa.web.guard import TOO_MANY_REQUESTS, was_rate_limited
 from qa.web.library import (
     AdminError,
     CorpusAdmin,
@@ -117,6 +118,9 @@ class ChatHandlers:
             yield history, "", exchanges
             return
         history.append({"role": "user", "content": text_block(question, "qa-question-text")})
+        if was_rate_limited(request):  # past the client's rate limit (qa/web/guard.py): said, not answered
+            yield history + [assistant(esc(TOO_MANY_REQUESTS))], "", exchanges
+            return
         base = link_base(request)
         answer = None
         try:
@@ -182,6 +186,12 @@ def chat_panel(handlers: ChatHandlers, context: gr.State, height: int | str, exa
     clear.click(lambda: ([], "", []), None, outputs)
     chatbot.clear(lambda: [], None, exchanges)  # the chat's own trash button: forget the turns too
     chatbot.like(handlers.on_feedback, [exchanges, context], None)
+
+
+def chat_event_ids(page: gr.Blocks) -> frozenset[int]:
+    """The events (fn_index) of a page that ask the chat a question: the guard lets them through
+    past the rate limit, marked, so the chat can say so (qa/web/guard.py)."""
+    return frozenset(index for index, fn in page.fns.items() if fn.concurrency_id == CHAT_CONCURRENCY_ID)
 
 
 def large_text_toggle() -> gr.Checkbox:
