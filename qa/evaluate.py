@@ -240,7 +240,9 @@ def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
     report = AnswerReport(threshold=answerer.settings.refusal_threshold)
     for question in questions:
         reading = answerer.read(question.question)
-        answer = answerer.answer(question.question)
+        answer = None
+        for answer in answerer.respond(reading):
+            pass
         report.outcomes.append(
             AnswerOutcome(
                 id=question.id,

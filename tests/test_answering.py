@@ -6,9 +6,9 @@ import re
 import pytest
 
 from qa.answering import Answerer, QuestionError, clean_question, conversation
-from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, named_places
+from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, content_units, named_places
 from qa.index import build_index
-from qa.models import Article, Document
+from qa.models import Article, Document, Hit
 from qa.retrieval import HybridSearcher
 
 CITATION = re.compile(r"\[(\d+)\]")
@@ -77,6 +77,33 @@ def test_a_phone_question_wants_a_phone_number(answerer):
     assert not answer.refused and answer.text.startswith("0952-2015578")
     # the 社会救助 plan gives wages and counts, but no number to call
     assert answerer.answer("惠农区社会救助入户核查员有问题打什么电话？").refused
+
+
+def test_a_citizens_hotline_question_in_other_words_gets_the_time_limit_of_ordinary_work_orders(answerer):
+    # The rules say 办结反馈, the citizen says 回复; the emergency item of the same article
+    # (2小时内处理, 2日内办结) shares 问题 with the question but is not what a caller is promised.
+    for question in ("打12345反映问题几天能回复？", "打12345热线反映问题，几天内能办结答复？"):
+        answer = answerer.answer(question)
+        assert not answer.refused, question
+        assert answer.text.splitlines()[0].startswith("咨询类工单2个工作日内办结"), answer.text
+
+
+def test_naming_numbers_are_content_and_answer_numbers_are_not():
+    units = content_units("打12345反映，5个工作日内，2022年")
+    assert {"12345", "2022", "反映"} <= units
+    assert "5" not in units and "2" not in units
+
+
+def test_rerank_puts_the_clause_holding_the_kind_of_answer_asked_first(answerer):
+    by_label = {a.label: a for a in answerer.searcher.articles if "12345政务服务便民热线运行管理办法" in a.document.title}
+    no_time_limit, time_limit = by_label["第十条"], by_label["第二十一条"]
+    hits = [Hit(no_time_limit, score=0.80), Hit(time_limit, score=0.78)]
+    question = "12345热线工单几个工作日内办结？"
+    reranked = answerer.rerank(question, hits, asked_kind(question))
+    assert [h.article.label for h in reranked] == ["第二十一条", "第十条"]
+    # an article the question names stays first
+    named = [Hit(no_time_limit, score=1.0, via="lookup"), Hit(time_limit, score=0.78)]
+    assert answerer.rerank(question, named, asked_kind(question)) == named
 
 
 def test_a_district_jieba_does_not_tag_as_a_place_is_still_one(answerer):

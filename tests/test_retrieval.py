@@ -425,3 +425,28 @@ def test_clauses_stating_a_number(text, has):
     from qa.keywords import has_quantity
 
     assert has_quantity(text) is has
+
+
+# -- synonyms ----------------------------------------------------------------------------------------
+
+
+def test_synonyms_read_each_word_of_a_group_as_the_documents_word(tmp_path):
+    from qa.keywords import Synonyms
+
+    path = tmp_path / "synonyms.txt"
+    path.write_text("# comment\n答复 回复 反馈\n身份证 居民身份证\n孤字\n", encoding="utf-8")
+    synonyms = Synonyms.load(path)
+    assert synonyms.canonical("几天能回复") == "几天能答复"
+    assert synonyms.canonical("结果反馈至平台") == "结果答复至平台"
+    # longest first: 居民身份证 is one word of the group, not 居民 + 身份证
+    assert synonyms.canonical("带上居民身份证") == "带上身份证"
+    assert synonyms.expansions("几天能回复") == ["答复", "反馈"]
+    assert synonyms.expansions("没有同义词的问题") == []
+    assert Synonyms.load(tmp_path / "missing.txt").canonical("回复") == "回复"
+
+
+def test_a_question_in_other_words_than_the_clause_is_expanded_for_keyword_search(small_searcher):
+    # The hotline rules say 反馈 and 答复; a citizen asks when they will get a 回复.
+    tokens = small_searcher.query_tokens("多久能回复")
+    assert "回复" in tokens and "答复" in tokens and "反馈" in tokens
+    assert small_searcher.query_tokens("防火戒严期") == tokenize("防火戒严期")
