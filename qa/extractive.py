@@ -32,6 +32,7 @@ ASKING_WORDS = (
     "多少 几个 几次 几天 几月 几号 几点 几条 几类 几级 多久 多长 时间 哪些 哪个 哪几 什么 怎么 怎样 如何 是否 "
     "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是"
 ).split()
+LIST_LABEL = re.compile(r"^\s*(\d{1,3}\s*[.、．](?!\d)|\d{1,3}\t|[（(]\s*[一二三四五六七八九十\d]{1,3}\s*[)）]|[一二三四五六七八九十]{1,3}、|第[一二三四五六七八九十百\d]+条)\s*")
 FRAGMENT_SPLIT = re.compile(r"(?<=[，,；;：:])")
 # Places a question may name; a district's plan does not apply in another district.
 PLACE_SUFFIXES = ("市", "县", "区", "旗")
@@ -99,6 +100,13 @@ ANSWER_KINDS = (
         re.compile(r"什么时候|何时|哪一年|截止"),
         # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
         re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
+    ),
+    # How an amount is worked out (缴费基数怎么定, 按什么标准发): a rule of calculation or a figure
+    # answers it; 按规定给予补助 does not.
+    AnswerKind(
+        "basis",
+        re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
+        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
     ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
@@ -236,7 +244,8 @@ class ClauseReader:
 
     def _lead(self, sentence: str, kind: AnswerKind, weights: dict[str, float]) -> str:
         """The fragment (between commas) holding the kind of answer wanted, the most on-topic first."""
-        fragments = [f for f in FRAGMENT_SPLIT.split(sentence) if kind.found_by.search(f)]
+        # the item number a sentence opens with (51. 强化…, （三）, a table row's 6) is no answer
+        fragments = [f for f in FRAGMENT_SPLIT.split(LIST_LABEL.sub("", sentence, count=1)) if kind.found_by.search(f)]
         if not fragments:
             return ""
         best = max(fragments, key=lambda f: math.fsum(weights.get(b, 0.0) for b in self.units(f)))

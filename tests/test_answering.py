@@ -72,6 +72,14 @@ def test_how_often_is_answered_by_a_frequency(answerer):
     assert any("每季度召开1次区安委会全体会议" in c.article.text for c in answer.citations)
 
 
+def test_how_an_amount_is_worked_out_wants_a_rule_of_calculation(answerer):
+    # The 住房补贴 notice gives the formula; the 放管服 plan supports 灵活就业人员 but says nothing
+    # of how their contributions are assessed, and its item number 51. is no answer.
+    answer = answerer.answer("泾源县工作人员的住房补贴怎么计算？")
+    assert not answer.refused and "系数" in answer.text.splitlines()[0]
+    assert answerer.answer("在大武口以灵活就业身份参加养老保险，缴费基数怎么确定？").refused
+
+
 def test_a_phone_question_wants_a_phone_number(answerer):
     answer = answerer.answer("防汛办的值班电话是多少？")
     assert not answer.refused and answer.text.startswith("0952-2015578")
@@ -201,6 +209,8 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
         ("值班电话是多少", "phone"),
         ("办公地址在哪里", "address"),
         ("一共建多少个", "count"),
+        ("缴费基数怎么定", "basis"),
+        ("工资按什么标准发", "basis"),
         ("突发事件分哪几类", None),
         ("归哪个部门管", "who"),
         ("设在哪里", "where"),
@@ -233,6 +243,10 @@ def test_kind_of_answer_asked(question, kind):
         ("phone", "年度所需工资65.52万元", False),
         ("address", "地址：大武口区朝阳西街12号", True),
         ("address", "区教育考试中心负责考务", False),
+        ("basis", "按照上年度12月份月标准工资乘以住房补贴系数进行核算发放", True),
+        ("basis", "按当年最低工资标准的2倍计算", True),
+        ("basis", "按规定给予就业创业服务补助", False),
+        ("basis", "城镇新增就业3600人以上", False),
     ],
 )
 def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
