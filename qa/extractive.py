@@ -83,7 +83,8 @@ ANSWER_KINDS = (
     ),
     AnswerKind(
         "money",
-        re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚)多少|多少(费用|补贴|资金)"),
+        # a fee asked about (物业费每平米收多少) or whether one is charged (要收费吗, 要钱吗)
+        re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收)多少|多少(费用|补贴|资金)|费[^，。？?]{0,6}多少|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
         re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
     ),
     AnswerKind(
@@ -110,7 +111,8 @@ ANSWER_KINDS = (
     ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
-    AnswerKind("address", re.compile(r"地址"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于")),
+    # a street address, or the e-mail address a 邮箱地址 question wants
+    AnswerKind("address", re.compile(r"地址|邮箱"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于|[\w.-]+@[\w-]+\.[\w.]+")),
     AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),
 )
 

@@ -201,6 +201,8 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
     ("question", "kind"),
     [
         ("补贴每户多少钱", "money"),
+        ("物业费每平米收多少", "money"),
+        ("办这个证要收费吗", "money"),
         ("多久能办结", "duration"),
         ("几月开始", "month"),
         ("几号开始放假", "day"),
@@ -243,6 +245,7 @@ def test_kind_of_answer_asked(question, kind):
         ("phone", "年度所需工资65.52万元", False),
         ("address", "地址：大武口区朝阳西街12号", True),
         ("address", "区教育考试中心负责考务", False),
+        ("address", "通过电子邮件（nx12345@126.com）受理", True),
         ("basis", "按照上年度12月份月标准工资乘以住房补贴系数进行核算发放", True),
         ("basis", "按当年最低工资标准的2倍计算", True),
         ("basis", "按规定给予就业创业服务补助", False),
