@@ -21,10 +21,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from qa.config import Settings
-from qa.extractive import AnswerKind, ClauseReader, Quote, applies_to, asked_kind, named_places
+from qa.extractive import Quote, applies_to, asked_kind, named_places
 from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
 from qa.models import Answer, Citation, Hit
 from qa.prompts import load_prompts
+from qa.reranking import RerankedSearcher
 from qa.retrieval import Filters, HybridSearcher
 
 # Openings that make a question lean on the one before it.
@@ -90,10 +91,12 @@ class Reading:
 
 
 class Answerer:
-    def __init__(self, settings: Settings, searcher: HybridSearcher | None = None, llm=None):
+    def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None, llm=None):
         self.settings = settings
-        self.searcher = searcher or HybridSearcher(settings)
-        self.reader = ClauseReader(self.searcher.articles, settings)
+        searcher = searcher or HybridSearcher(settings)
+        # answers read the clauses retrieval reranked, with the same reader
+        self.searcher = searcher if isinstance(searcher, RerankedSearcher) else RerankedSearcher(searcher, settings)
+        self.reader = self.searcher.reader
         self.prompts = load_prompts(settings)
         llm = llm if llm is not None else make_llm(settings)
         self.generator = Generator(llm, self.prompts, settings) if llm is not None else None
@@ -133,24 +136,8 @@ class Answerer:
         usable = [hit for hit in hits if applies_to(hit.article, places)]
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         kind = asked_kind(question) or asked_kind(standalone)
-        usable = self.rerank(standalone, usable, kind)
         quotes = self.reader.quotes(standalone, usable[: self.settings.answer_clauses], kind)
         return Reading(question, standalone, notes, hits, usable, quotes, self.support(quotes, usable))
-
-    def rerank(self, question: str, hits: list[Hit], kind: AnswerKind | None) -> list[Hit]:
-        """The first ``rerank_clauses`` hits reordered by retrieval score plus ``rerank_weight`` times
-        the support of their best sentence: retrieval scores a clause as a whole, the reader finds
-        the sentence that holds the kind of answer asked for (a clause on 12345 work orders that
-        states no time limit falls below the one that does). A looked-up article stays first."""
-        s = self.settings
-        if not s.rerank_weight or s.rerank_clauses < 2 or len(hits) < 2 or hits[0].via == "lookup":
-            return hits
-        head = hits[: s.rerank_clauses]
-        best: dict[str, float] = {}
-        for quote in self.reader.quotes(question, head, kind):  # best first
-            best.setdefault(quote.hit.article.id, quote.support)
-        reranked = sorted(head, key=lambda hit: -(hit.score + s.rerank_weight * best.get(hit.article.id, 0.0)))
-        return reranked + hits[s.rerank_clauses :]
 
     def support(self, quotes: list[Quote], hits: list[Hit]) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
@@ -193,7 +180,7 @@ class Answerer:
     def retrieve(self, question: str, filters: Filters | None, context: str) -> list[Hit]:
         """Hits for the question. A host page's context (the policy it shows) is preferred when it
         names a document whose clauses support the question; otherwise the whole corpus answers."""
-        k = max(self.settings.answer_clauses, self.settings.llm_clauses, self.settings.rerank_clauses)
+        k = max(self.settings.answer_clauses, self.settings.llm_clauses)
         hits = self.searcher.search(question, k=k, filters=filters)
         context = plain_text(context)[: self.settings.max_question_chars]
         if not context:

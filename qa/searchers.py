@@ -18,15 +18,18 @@ def check_vector_backend(settings: Settings) -> str:
 
 
 def open_searcher(settings: Settings, embeddings=None):
-    """The searcher ``settings.vector_backend`` asks for; raises :class:`qa.index.IndexUnavailable`
-    when its index is missing or was built by another embedding model."""
+    """The searcher ``settings.vector_backend`` asks for, its hits reranked by the sentence reader
+    (qa/reranking.py); raises :class:`qa.index.IndexUnavailable` when its index is missing or was
+    built by another embedding model."""
+    from qa.reranking import RerankedSearcher
+
     if check_vector_backend(settings) == BACKEND_MILVUS:
         from qa.milvus_store import MilvusSearcher
 
-        return MilvusSearcher(settings, embeddings=embeddings)
+        return RerankedSearcher(MilvusSearcher(settings, embeddings=embeddings), settings)
     from qa.retrieval import HybridSearcher
 
-    return HybridSearcher(settings, embeddings=embeddings)
+    return RerankedSearcher(HybridSearcher(settings, embeddings=embeddings), settings)
 
 
 def build_for(settings: Settings, embeddings=None, *, progress: bool = True) -> BuildReport:

@@ -8,7 +8,7 @@ import pytest
 from qa.answering import Answerer, QuestionError, clean_question, conversation
 from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, content_units, named_places
 from qa.index import build_index
-from qa.models import Article, Document, Hit
+from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
 
 CITATION = re.compile(r"\[(\d+)\]")
@@ -100,18 +100,6 @@ def test_naming_numbers_are_content_and_answer_numbers_are_not():
     units = content_units("打12345反映，5个工作日内，2022年")
     assert {"12345", "2022", "反映"} <= units
     assert "5" not in units and "2" not in units
-
-
-def test_rerank_puts_the_clause_holding_the_kind_of_answer_asked_first(answerer):
-    by_label = {a.label: a for a in answerer.searcher.articles if "12345政务服务便民热线运行管理办法" in a.document.title}
-    no_time_limit, time_limit = by_label["第十条"], by_label["第二十一条"]
-    hits = [Hit(no_time_limit, score=0.80), Hit(time_limit, score=0.78)]
-    question = "12345热线工单几个工作日内办结？"
-    reranked = answerer.rerank(question, hits, asked_kind(question))
-    assert [h.article.label for h in reranked] == ["第二十一条", "第十条"]
-    # an article the question names stays first
-    named = [Hit(no_time_limit, score=1.0, via="lookup"), Hit(time_limit, score=0.78)]
-    assert answerer.rerank(question, named, asked_kind(question)) == named
 
 
 def test_a_district_jieba_does_not_tag_as_a_place_is_still_one(answerer):

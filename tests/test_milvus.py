@@ -47,7 +47,7 @@ def searcher(milvus_settings, small_embeddings, milvus_build):
 def test_build_puts_every_article_in_a_collection_named_by_the_fingerprint(milvus_build, searcher, milvus_settings, small_embeddings):
     articles = load_corpus(milvus_settings, report=None).articles
     assert milvus_build.articles == milvus_build.embedded == len(articles)
-    assert isinstance(searcher, MilvusSearcher)
+    assert isinstance(searcher.inner, MilvusSearcher)  # reranked (qa/reranking.py)
     assert searcher.collection.startswith(collection_prefix(milvus_settings, small_embeddings.fingerprint))
     assert searcher.client.get_collection_stats(searcher.collection)["row_count"] == len(articles)
 
@@ -60,6 +60,15 @@ def test_colloquial_questions_find_their_clause(searcher, question, source_file,
         (h.article.label, h.article.text[:30]) for h in hits
     ]
     assert hits == sorted(hits, key=lambda h: -h.score)
+
+
+def test_answers_work_over_milvus(searcher, milvus_settings):
+    """The answer step reads the clauses Milvus returns; its word statistics come from the corpus
+    folder, as Milvus keeps no articles in this process."""
+    from qa.answering import Answerer
+
+    answer = Answerer(milvus_settings, searcher=searcher, llm=None).answer(QUESTIONS[0][0])
+    assert not answer.refused and any(QUESTIONS[0][3] in c.article.text for c in answer.citations)
 
 
 def test_bm25_over_the_jieba_analyzer_matches_chinese_words(searcher):
@@ -136,6 +145,6 @@ def test_rebuild_switches_the_alias_and_drops_the_old_collection(milvus_settings
 
 def test_the_default_backend_is_faiss(small_settings, small_searcher):
     assert small_settings.vector_backend == "faiss"
-    assert isinstance(open_searcher(small_settings, embeddings=small_searcher.embeddings), HybridSearcher)
+    assert isinstance(open_searcher(small_settings, embeddings=small_searcher.embeddings).inner, HybridSearcher)
     with pytest.raises(ValueError, match="vector_backend"):
         open_searcher(dataclasses.replace(small_settings, vector_backend="elastic"))

@@ -20,6 +20,7 @@ from qa.index import BuildReport, build_index
 from qa.loaders import SUPPORTED_SUFFIXES, LoadError, read_bytes
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
+from qa.reranking import RerankedSearcher
 
 
 @dataclass
@@ -64,10 +65,12 @@ class Library:
     """The searcher over the current index and the answerer using it. After the corpus changes,
     :meth:`reload` swaps in a new pair; requests already running finish on the old one."""
 
-    def __init__(self, settings: Settings, searcher: HybridSearcher | None = None):
+    def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None):
         self.settings = settings
         self._lock = threading.Lock()
-        self._searcher = searcher or HybridSearcher(settings)
+        searcher = searcher or HybridSearcher(settings)
+        # the search desk, the API and the answers all see the reranked hits (qa/reranking.py)
+        self._searcher = searcher if isinstance(searcher, RerankedSearcher) else RerankedSearcher(searcher, settings)
         self._catalog = Catalog.of(self._searcher.articles)
         self._answerer = None
         # Shared by the JSON API and both chat pages: answers are CPU bound, so past a few at once
@@ -84,7 +87,7 @@ class Library:
             self._answer_slots.release()
 
     @property
-    def searcher(self) -> HybridSearcher:
+    def searcher(self) -> RerankedSearcher:
         return self._searcher
 
     @property
@@ -103,7 +106,7 @@ class Library:
     def reload(self) -> None:
         """Loads the index as it is now on disk. The new answerer is made here too, when one was
         in use, so the next question does not wait for it."""
-        searcher = HybridSearcher(self.settings, embeddings=self._searcher.embeddings)
+        searcher = RerankedSearcher(HybridSearcher(self.settings, embeddings=self._searcher.embeddings), self.settings)
         answerer = Answerer(self.settings, searcher=searcher) if self._answerer is not None else None
         with self._lock:
             self._searcher = searcher
