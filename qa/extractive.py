@@ -165,8 +165,9 @@ def place_words(question: str) -> tuple[str, ...]:
     which jieba tags as a person's name or a noun), and what jieba tags as a place (宁夏, 银川)."""
     found = divisions_in(question)
     # cached: an answer asks this of the same question three times (applies_to, and the question's
-    # weights for the rerank and for the quotes)
-    return tuple(found + [word for word, flag in jieba.posseg.cut(question) if flag == "ns" and word not in found])
+    # weights for the rerank and for the quotes). Tagged without jieba's HMM for words it does not
+    # know: 7x faster, and the same places on 231 test questions (an unknown word's tag is a guess).
+    return tuple(found + [word for word, flag in jieba.posseg.cut(question, HMM=False) if flag == "ns" and word not in found])
 
 
 def named_places(question: str) -> list[str]:
@@ -218,6 +219,9 @@ class ClauseReader:
         self._document_frequency = counts
         self._articles = max(1, len(articles))
         self._clauses: dict[str, tuple[frozenset[str], list[tuple[str, frozenset[str]]]]] = {}
+        if len(articles) <= CLAUSE_CACHE_SIZE:  # read them all now (0.15 s for 1,000 clauses), not
+            for article in articles:  # during the first questions
+                self._clause_units(article)
 
     def units(self, text: str) -> set[str]:
         """What the question and a sentence are compared on, each word of a synonym group read as
