@@ -101,7 +101,8 @@ ANSWER_KINDS = (
         # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
         re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
     ),
-    AnswerKind("day", re.compile(r"几号|哪天|哪一天|几日"), re.compile(rf"{DAY}|之日|即日|当日|当天|月底|月初|月末|上旬|中旬|下旬")),
+    # 几号 asks a date, but not in 几号键 / 几号楼 / 几号窗口 (a number that labels a thing)
+    AnswerKind("day", re.compile(r"几号(?![键楼线窗门房车座位院])|哪天|哪一天|几日"), re.compile(rf"{DAY}|之日|即日|当日|当天|月底|月初|月末|上旬|中旬|下旬")),
     AnswerKind("time of day", re.compile(r"几点"), re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[时点]|上午|下午|全天|24\s*小时")),
     AnswerKind("month", re.compile(r"几月|哪个月"), re.compile(rf"{NUMBER}\s*月|月份|季度|年底|年初|年末|上半年|下半年")),
     AnswerKind(

@@ -194,6 +194,7 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
         ("多久能办结", "duration"),
         ("几月开始", "month"),
         ("几号开始放假", "day"),
+        ("电话里按几号键", None),
         ("几点上班", "time of day"),
         ("什么时候开始", "date"),
         ("值班电话是多少", "phone"),
