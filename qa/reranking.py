@@ -33,6 +33,8 @@ class RerankedSearcher:
 
     def __getattr__(self, name: str):
         # only called for attributes this wrapper lacks: they are the inner searcher's
+        if name == "inner":  # not set yet (a copy being made): no inner searcher to ask
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def search(self, query: str, k: int | None = None, filters=None) -> list[Hit]:

@@ -29,7 +29,7 @@ def test_the_clause_holding_the_kind_of_answer_asked_comes_first(searcher):
 
 
 def test_scores_stay_in_ranking_order_past_the_reranked_head(searcher):
-    hits = HybridSearcher.search(searcher.inner, "打12345反映问题几天能回复？", k=10)
+    hits = searcher.inner.search("打12345反映问题几天能回复？", k=10)
     reranked = searcher.rerank("打12345反映问题几天能回复？", hits)
     assert {h.article.id for h in reranked} == {h.article.id for h in hits}
     scores = [h.score for h in reranked]
@@ -46,6 +46,12 @@ def test_a_citizens_hotline_question_finds_the_time_limit_clause_first(searcher)
     # retrieval alone puts the enterprise-complaint plan's clause on staffing first
     hits = searcher.search("打12345问个政策方面的事，一般几天能给我回复？", k=5)
     assert "咨询类工单2个工作日内办结" in hits[0].article.text
+
+
+def test_a_copy_of_the_searcher_can_be_made(searcher):
+    import copy
+
+    assert copy.copy(searcher).inner is searcher.inner
 
 
 def test_weight_zero_turns_reranking_off(searcher, settings):
