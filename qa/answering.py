@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from qa.config import Settings
-from qa.extractive import Quote, applies_to, asked_kind, named_places
+from qa.extractive import AnswerKind, Quote, applies_to, asked_kind, named_places
 from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
 from qa.models import Answer, Citation, Hit
 from qa.prompts import load_prompts
@@ -131,11 +131,11 @@ class Answerer:
         that answer it and how well they support an answer."""
         question = clean_question(question, self.settings)
         standalone, notes = self.standalone_question(question, conversation(history))
-        hits = self.retrieve(standalone, filters, context)
-        places = named_places(standalone)
-        usable = [hit for hit in hits if applies_to(hit.article, places)]
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         kind = asked_kind(question) or asked_kind(standalone)
+        hits = self.retrieve(standalone, filters, context, kind)
+        places = named_places(standalone)
+        usable = [hit for hit in hits if applies_to(hit.article, places)]
         quotes = self.reader.quotes(standalone, usable[: self.settings.answer_clauses], kind)
         return Reading(question, standalone, notes, hits, usable, quotes, self.support(quotes, usable))
 
@@ -177,19 +177,20 @@ class Answerer:
             return question
         return f"{subject} {question}"[-self.settings.max_question_chars :]
 
-    def retrieve(self, question: str, filters: Filters | None, context: str) -> list[Hit]:
-        """Hits for the question. A host page's context (the policy it shows) is preferred when it
-        names a document whose clauses support the question; otherwise the whole corpus answers."""
+    def retrieve(self, question: str, filters: Filters | None, context: str, kind: AnswerKind | None = None) -> list[Hit]:
+        """Hits for the question, reranked for the kind of answer wanted. A host page's context (the
+        policy it shows) is preferred when it names a document whose clauses support the question;
+        otherwise the whole corpus answers."""
         k = max(self.settings.answer_clauses, self.settings.llm_clauses)
-        hits = self.searcher.search(question, k=k, filters=filters)
+        hits = self.searcher.search(question, k=k, filters=filters, kind=kind)
         context = plain_text(context)[: self.settings.max_question_chars]
         if not context:
             return hits
         within = replace(filters or Filters(), document=context)
-        preferred = self.searcher.search(question, k=k, filters=within)
+        preferred = self.searcher.search(question, k=k, filters=within, kind=kind)
         if not preferred:
             return hits
-        quotes = self.reader.quotes(question, preferred[: self.settings.answer_clauses])
+        quotes = self.reader.quotes(question, preferred[: self.settings.answer_clauses], kind)
         if self.support(quotes, preferred) < self.settings.refusal_threshold:
             return hits
         seen = {hit.article.id for hit in preferred}

@@ -37,10 +37,11 @@ class RerankedSearcher:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def search(self, query: str, k: int | None = None, filters=None) -> list[Hit]:
+    def search(self, query: str, k: int | None = None, filters=None, kind: AnswerKind | None = None) -> list[Hit]:
+        """The inner searcher's hits, reranked; ``kind`` as in :meth:`rerank`."""
         k = k or self.settings.top_k
         hits = self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
-        return self.rerank(query, hits)[:k]
+        return self.rerank(query, hits, kind)[:k]
 
     def rerank(self, question: str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Hit]:
         """``hits`` reordered as the module says; ``kind`` is the kind of answer wanted (default:

@@ -60,3 +60,16 @@ def test_weight_zero_turns_reranking_off(searcher, settings):
     off = RerankedSearcher(searcher.inner, replace(settings, rerank_weight=0.0), reader=searcher.reader)
     question = "打12345问个政策方面的事，一般几天能给我回复？"
     assert [h.article.id for h in off.search(question, k=5)] == [h.article.id for h in searcher.inner.search(question, k=5)]
+
+
+def test_the_kind_of_answer_wanted_can_be_given(searcher):
+    # a follow-up's own kind ("那地址在哪？" after a question on time limits) is the answer step's to
+    # give: neither clause holds an address, so neither gains and retrieval's order stands
+    from qa.extractive import ANSWER_KINDS
+
+    by_label = hotline_articles(searcher)
+    hits = [Hit(by_label["第十条"], score=0.80), Hit(by_label["第二十一条"], score=0.78)]
+    address = next(k for k in ANSWER_KINDS if k.name == "address")
+    question = "12345热线工单几个工作日内办结？"
+    assert searcher.rerank(question, hits)[0].article.label == "第二十一条"
+    assert searcher.rerank(question, hits, address)[0].article.label == "第十条"
