@@ -34,6 +34,13 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Halves of UTF-16 surrogate pairs standing alone: JSON may carry them ("\ud800"), but they are not
 # text, and the tokeniser and UTF-8 encoding both fail on them.
 LONE_SURROGATES = re.compile(r"[\ud800-\udfff]")
+# A greeting, thanks or goodbye on its own (你好, 在吗, 谢谢您): answered as such, not searched (it
+# would only meet 资料中没有找到相关规定).
+THANKS = r"谢谢|多谢|感谢|谢了|辛苦了|再见|拜拜|好的|嗯"
+SMALL_TALK = re.compile(
+    rf"(?:(?:你好|您好|你们好|大家好|哈喽|嗨|hi|hello|在吗|在不在|有人吗|{THANKS})[啊呀呢吗哈了您你啦喔哦~～!！。.,，?？\s]*)+",
+    re.IGNORECASE,
+)
 POSSIBLY_RELATED = "可能相关的条款（仅供参考，未必能回答您的问题）："
 HOTLINE = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
 
@@ -111,7 +118,12 @@ class Answerer:
     def stream(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Iterator[Answer]:
         """Answers whose text grows as an LLM writes; the last one is the final, checked answer.
         Raises QuestionError for a question that cannot be asked."""
-        yield from self.respond(self.read(question, history, filters, context))
+        cleaned = clean_question(question, self.settings)
+        if SMALL_TALK.fullmatch(cleaned):
+            text = self.prompts.thanks if re.search(THANKS, cleaned) else self.prompts.greeting
+            yield Answer(question=cleaned, text=text, refused=False, standalone_question=cleaned, mode="greeting")
+            return
+        yield from self.respond(self.read(cleaned, history, filters, context))
 
     def respond(self, reading: Reading) -> Iterator[Answer]:
         """The answers ``stream`` yields, for a question already read (the evaluation reads each

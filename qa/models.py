@@ -121,7 +121,7 @@ class Answer:
     text: str
     refused: bool
     citations: list[Citation] = field(default_factory=list)
-    mode: str = "extractive"  # "extractive", "llm" or "lookup"
+    mode: str = "extractive"  # "extractive", "llm", "lookup" or "greeting"
     standalone_question: str = ""  # the question as searched, after a follow-up is put in context
     notes: list[str] = field(default_factory=list)  # e.g. "LLM unavailable, extractive answer given"
 

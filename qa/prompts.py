@@ -15,6 +15,8 @@ class Prompts:
     answer: ChatPromptTemplate  # system rules + numbered clauses + question
     followup: ChatPromptTemplate  # conversation + follow-up -> standalone question
     refusal: str  # shown when the documents do not cover a question
+    greeting: str  # the reply to a greeting alone
+    thanks: str  # the reply to thanks or a goodbye alone
 
     @property
     def refusal_marker(self) -> str:
@@ -36,4 +38,6 @@ def load_prompts(settings: Settings) -> Prompts:
         answer=ChatPromptTemplate.from_messages([("system", _read(folder, "system.md")), ("human", _read(folder, "answer.md"))]),
         followup=ChatPromptTemplate.from_messages([("human", _read(folder, "followup.md"))]),
         refusal=_read(folder, "refusal.md"),
+        greeting=_read(folder, "greeting.md"),
+        thanks=_read(folder, "thanks.md"),
     )

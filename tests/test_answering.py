@@ -145,6 +145,24 @@ def test_unrelated_question_after_a_conversation_stands_alone(answerer):
     assert answer.standalone_question == "保障性租赁住房的建筑面积标准是什么？"
 
 
+@pytest.mark.parametrize("question", ["你好", "您好！", "在吗？", "hello"])
+def test_a_greeting_alone_is_greeted_with_what_the_assistant_does(answerer, question):
+    answer = answerer.answer(question)
+    assert answer.mode == "greeting" and not answer.refused and not answer.citations
+    assert answer.text == answerer.prompts.greeting and "12345" in answer.text
+
+
+@pytest.mark.parametrize("question", ["谢谢", "好的，谢谢您！", "再见"])
+def test_thanks_alone_get_a_reply_not_a_refusal(answerer, question):
+    answer = answerer.answer(question)
+    assert answer.mode == "greeting" and answer.text == answerer.prompts.thanks
+
+
+def test_a_question_that_opens_with_a_greeting_is_answered(answerer):
+    answer = answerer.answer("你好，热线工单延期申请最多几次？")
+    assert answer.mode == "extractive" and any("延期申请不超过2次" in c.article.text for c in answer.citations)
+
+
 @pytest.mark.parametrize("question", ["", "   ", "\n\t", None])
 def test_empty_question_is_a_clear_error(answerer, question):
     with pytest.raises(QuestionError, match="请输入"):
