@@ -25,7 +25,7 @@ from qa.extractive import AnswerKind, Quote, applies_to, asked_kind, named_place
 from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
 from qa.models import Answer, Citation, Hit
 from qa.prompts import load_prompts
-from qa.reranking import RerankedSearcher
+from qa.reranking import RerankedSearcher, reranked
 from qa.retrieval import Filters, HybridSearcher
 
 # Openings that make a question lean on the one before it.
@@ -100,9 +100,8 @@ class Reading:
 class Answerer:
     def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None, llm=None):
         self.settings = settings
-        searcher = searcher or HybridSearcher(settings)
         # answers read the clauses retrieval reranked, with the same reader
-        self.searcher = searcher if isinstance(searcher, RerankedSearcher) else RerankedSearcher(searcher, settings)
+        self.searcher = reranked(searcher or HybridSearcher(settings), settings)
         self.reader = self.searcher.reader
         self.prompts = load_prompts(settings)
         llm = llm if llm is not None else make_llm(settings)

@@ -59,6 +59,11 @@ class RerankedSearcher:
         return rescored + [replace(hit, score=hit.score / scale) for hit in tail]
 
 
+def reranked(searcher, settings: Settings) -> RerankedSearcher:
+    """``searcher`` with its hits reranked (as it is, when it already is a ``RerankedSearcher``)."""
+    return searcher if isinstance(searcher, RerankedSearcher) else RerankedSearcher(searcher, settings)
+
+
 def _corpus_articles(searcher, settings: Settings) -> list:
     """The articles the reader's word statistics come from: the FAISS index's own, or, for a
     searcher that keeps none in memory (Milvus), the corpus folder the collection was built from."""

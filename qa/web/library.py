@@ -20,7 +20,7 @@ from qa.index import BuildReport, build_index
 from qa.loaders import SUPPORTED_SUFFIXES, LoadError, read_bytes
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
-from qa.reranking import RerankedSearcher
+from qa.reranking import RerankedSearcher, reranked
 
 
 @dataclass
@@ -68,9 +68,8 @@ class Library:
     def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None):
         self.settings = settings
         self._lock = threading.Lock()
-        searcher = searcher or HybridSearcher(settings)
         # the search desk, the API and the answers all see the reranked hits (qa/reranking.py)
-        self._searcher = searcher if isinstance(searcher, RerankedSearcher) else RerankedSearcher(searcher, settings)
+        self._searcher = reranked(searcher or HybridSearcher(settings), settings)
         self._catalog = Catalog.of(self._searcher.articles)
         self._answerer = None
         # Shared by the JSON API and both chat pages: answers are CPU bound, so past a few at once
@@ -106,7 +105,7 @@ class Library:
     def reload(self) -> None:
         """Loads the index as it is now on disk. The new answerer is made here too, when one was
         in use, so the next question does not wait for it."""
-        searcher = RerankedSearcher(HybridSearcher(self.settings, embeddings=self._searcher.embeddings), self.settings)
+        searcher = reranked(HybridSearcher(self.settings, embeddings=self._searcher.embeddings), self.settings)
         answerer = Answerer(self.settings, searcher=searcher) if self._answerer is not None else None
         with self._lock:
             self._searcher = searcher
