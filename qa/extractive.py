@@ -55,12 +55,9 @@ def _bigrams_of(normalised: str) -> set[str]:
 NAMING_NUMBER = re.compile(r"(?<![\d.])\d{3,}(?![\d.])")
 
 
-def content_units(text: str) -> set[str]:
-    """What a question and a sentence are compared on: Chinese character bigrams and naming numbers."""
-    return _content_units_of(normalise(text))
-
-
-def _content_units_of(normalised: str) -> set[str]:
+def content_units(normalised: str) -> set[str]:
+    """What a question and a sentence are compared on (text already normalised): Chinese character
+    bigrams and naming numbers."""
     return _bigrams_of(normalised) | set(NAMING_NUMBER.findall(normalised))
 
 
@@ -227,7 +224,7 @@ class ClauseReader:
     def units(self, text: str) -> set[str]:
         """What the question and a sentence are compared on, each word of a synonym group read as
         the group's first word (回复 and 反馈 as 答复)."""
-        return _content_units_of(self.synonyms.canonical(normalise(text)))
+        return content_units(self.synonyms.canonical(normalise(text)))
 
     def _clause_units(self, article: Article) -> tuple[frozenset[str], list[tuple[str, frozenset[str]]]]:
         """A clause's context units (its document title and heading path) and its sentences with

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from qa.answering import Answerer, QuestionError, clean_question, conversation
-from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, content_units, named_places
+from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, named_places
 from qa.index import build_index
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
@@ -96,8 +96,8 @@ def test_a_citizens_hotline_question_in_other_words_gets_the_time_limit_of_ordin
         assert answer.text.splitlines()[0].startswith("咨询类工单2个工作日内办结"), answer.text
 
 
-def test_naming_numbers_are_content_and_answer_numbers_are_not():
-    units = content_units("打12345反映，5个工作日内，2022年")
+def test_naming_numbers_are_content_and_answer_numbers_are_not(answerer):
+    units = answerer.reader.units("打12345反映，5个工作日内，2022年")
     assert {"12345", "2022", "反映"} <= units
     assert "5" not in units and "2" not in units
 

@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 import jieba
 
+from qa.answering import HOTLINE as HOTLINE_HANDOFF
 from qa.answering import POSSIBLY_RELATED as LISTED_AS_POSSIBLY_RELATED
 from qa.keywords import STOPWORDS, TOKEN_CHARS
 from qa.models import Answer, Article, Document, Hit
 
-HOTLINE_HANDOFF = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
 POSSIBLY_RELATED = "可能相关的条款原文（仅供参考，不作为答复依据）"
 CITED_CLAUSES = "引用的条款"
 COPY_ANSWER = "复制回答及出处"
