@@ -21,15 +21,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from qa.config import Settings
-from qa.extractive import AnswerKind, Quote, applies_to, asked_kind, named_places
+from qa.extractive import Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
-from qa.models import Answer, Citation, Hit
+from qa.models import Answer, Citation, Hit, Query
 from qa.prompts import load_prompts
-from qa.reranking import RerankedSearcher, reranked
+from qa.reranking import Ranking, RerankedSearcher, reranked
 from qa.retrieval import Filters, HybridSearcher
+from qa.scope import Scope
 
 # Openings that make a question lean on the one before it.
 FOLLOWUP_OPENING = re.compile(r"^(那|那么|那要|那如果|还有|另外|如果|要是|它|这个|这些|那个|那些|其中|同样)")
+# Words that name an aspect of a matter, not the matter: a short question made of these alone
+# (要带什么材料？ 多久能办好？ 找哪个部门？) asks about the subject of the question before it.
+ASPECT_WORDS = re.compile(
+    r"^(材料|资料|证件|手续|流程|程序|步骤|条件|要求|标准|时间|时限|期限|多久|多长|几天|天数|部门|单位|机构|地方|地点|地址|电话|"
+    r"费用|收费|花钱|钱数|金额|补贴|补助|办理|申请|提交|提供|准备|带上|需要|所需|具体|情况|规定|政策|内容|怎么办|哪里|在哪|"
+    r"办好|办完|办结|能办|完成|负责|管理|处理|对象|范围|人员|要带|带什么|处罚|罚款|上报|报告|回复|答复|延期|延长|次数)$"
+)
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Halves of UTF-16 surrogate pairs standing alone: JSON may carry them ("\ud800"), but they are not
 # text, and the tokeniser and UTF-8 encoding both fail on them.
@@ -89,23 +97,48 @@ class Reading:
     notes: list[str]
     hits: list[Hit]
     usable: list[Hit]  # the hits that apply to the places the question names
-    quotes: list[Quote]
-    support: float
+    quotes: list[Quote]  # the judged sentences of the first usable clauses, best first
+    support: float  # the best sentence's verdict (or, without a judge, its support)
+    query: Query | None = None
+    outside: str = ""  # why the question is outside what the corpus covers ("" when it is not)
+    related: bool = True  # some clause shares most of the question's content words
+    threshold: float = 0.0  # the verdict an answer needs
+    reader_support: float = 1.0  # the reader's support alone, which must reach ``gate``
+    gate: float = 0.0
 
     @property
     def names_article(self) -> bool:
         return bool(self.hits) and self.hits[0].via == "lookup"
 
+    @property
+    def answered(self) -> bool:
+        if self.outside:
+            return False
+        return self.names_article or (bool(self.quotes) and self.support >= self.threshold and self.reader_support >= self.gate)
+
+    @property
+    def grade(self) -> str:
+        if self.answered:
+            return "answer"
+        return "related" if self.related and not self.outside and self.usable else "none"
+
 
 class Answerer:
     def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None, llm=None):
         self.settings = settings
-        # answers read the clauses retrieval reranked, with the same reader
+        # answers read the clauses retrieval reranked, with the same reader and judge
         self.searcher = reranked(searcher or HybridSearcher(settings), settings)
         self.reader = self.searcher.reader
+        self.judge = self.searcher.judge
+        self.scope = Scope.of(self.searcher.corpus_articles or getattr(self.searcher, "articles", None) or [])
         self.prompts = load_prompts(settings)
         llm = llm if llm is not None else make_llm(settings)
         self.generator = Generator(llm, self.prompts, settings) if llm is not None else None
+
+    @property
+    def threshold(self) -> float:
+        """The verdict a sentence needs to be asserted as the answer."""
+        return self.judge.threshold if self.judge is not None else self.settings.refusal_threshold
 
     # -- public --------------------------------------------------------------------------------
     def answer(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Answer:
@@ -120,7 +153,7 @@ class Answerer:
         cleaned = clean_question(question, self.settings)
         if SMALL_TALK.fullmatch(cleaned):
             text = self.prompts.thanks if re.search(THANKS, cleaned) else self.prompts.greeting
-            yield Answer(question=cleaned, text=text, refused=False, standalone_question=cleaned, mode="greeting")
+            yield Answer(question=cleaned, text=text, refused=False, standalone_question=cleaned, mode="greeting", grade="none")
             return
         yield from self.respond(self.read(cleaned, history, filters, context))
 
@@ -128,10 +161,12 @@ class Answerer:
         """The answers ``stream`` yields, for a question already read (the evaluation reads each
         question once for its support and its answer)."""
         base = Answer(question=reading.question, text="", refused=False, standalone_question=reading.standalone, notes=reading.notes)
-        if reading.names_article:
+        if reading.outside:
+            yield self.not_covered(base, reading.outside)
+        elif reading.names_article:
             yield self.lookup_answer(base, reading.hits)
-        elif reading.support < self.settings.refusal_threshold:
-            yield self.refusal(base, reading.hits)
+        elif not reading.answered:
+            yield self.refusal(base, reading.usable, related=reading.grade == "related")
         elif self.generator is None:
             yield self.extractive_answer(base, reading.quotes)
         else:
@@ -143,19 +178,63 @@ class Answerer:
         question = clean_question(question, self.settings)
         standalone, notes = self.standalone_question(question, conversation(history))
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
-        kind = asked_kind(question) or asked_kind(standalone)
-        hits = self.retrieve(standalone, filters, context, kind)
-        places = named_places(standalone)
-        usable = [hit for hit in hits if applies_to(hit.article, places)]
-        quotes = self.reader.quotes(standalone, usable[: self.settings.answer_clauses], kind)
-        return Reading(question, standalone, notes, hits, usable, quotes, self.support(quotes, usable))
+        query = self.reader.analyse(standalone, kind_from=question)
+        ranking = self.retrieve(query, filters, context)
+        hits = ranking.hits
+        usable = [hit for hit in hits if applies_to(hit.article, list(query.named_places))]
+        quotes = self.quotes_of(ranking, usable[: self.settings.answer_clauses])
+        outside = self.scope.outside(query, hits)
+        return Reading(
+            question,
+            standalone,
+            notes,
+            hits,
+            usable,
+            quotes,
+            self.support(quotes, usable),
+            query=query,
+            outside=outside,
+            related=self.is_related(query, usable[: self.settings.answer_clauses]),
+            threshold=self.threshold,
+            reader_support=self.reader_support(quotes, usable),
+            gate=self.settings.refusal_threshold,
+        )
+
+    def quotes_of(self, ranking: Ranking, hits: list[Hit]) -> list[Quote]:
+        """The judged sentences of ``hits``: those reranking read already, the others read now."""
+        wanted = {hit.article.id for hit in hits}
+        quotes = [q for q in ranking.quotes if q.hit.article.id in wanted]
+        unread = [hit for hit in hits if hit.article.id not in ranking.read]
+        if unread:
+            quotes = quotes + self.searcher.read(ranking.query, unread)
+            quotes.sort(key=lambda q: -q.score)  # stable: ties keep the order they were read in
+        return quotes
 
     def support(self, quotes: list[Quote], hits: list[Hit]) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
-        ranking) support it: the best support of their sentences (0..1). Not the first clause alone:
+        ranking) support it: the best verdict of their sentences (0..1). Not the first clause alone:
         when retrieval puts the answering clause second, the answer still quotes it."""
         quoted = {hit.article.id for hit in hits[: self.settings.cited_top_clauses]}
+        return max((q.score for q in quotes if q.hit.article.id in quoted), default=0.0)
+
+    def reader_support(self, quotes: list[Quote], hits: list[Hit]) -> float:
+        """:meth:`support` by the reader's own measure (shared weighted content, the kind of answer
+        found), which an answer must reach as well as the judge's verdict."""
+        quoted = {hit.article.id for hit in hits[: self.settings.cited_top_clauses]}
         return max((q.support for q in quotes if q.hit.article.id in quoted), default=0.0)
+
+    def is_related(self, query: Query, hits: list[Hit]) -> bool:
+        """Whether some clause holds most of the question's content words (in its text, title or
+        headings): worth showing as 可能相关 when none states the answer."""
+        if self.reader.off_corpus(query):
+            return False
+        content = self.reader.content(query)
+        for hit in hits:
+            clause = self.reader.clause(hit.article)
+            covered, _, _ = content.word_coverage(clause.whole | clause.context)
+            if covered >= self.settings.related_min_coverage:
+                return True
+        return False
 
     # -- steps ------------------------------------------------------------------------------------
     def standalone_question(self, question: str, turns: list[tuple[str, str]]) -> tuple[str, list[str]]:
@@ -163,7 +242,7 @@ class Answerer:
         asked_before = [text for role, text in turns if role == "user"]
         if not asked_before:
             return question, []
-        if self.generator is not None:
+        if self.generator is not None and self.is_followup(question):
             try:
                 return self.generator.rewrite_followup(question, turns), []
             except GenerationError as error:
@@ -171,41 +250,53 @@ class Answerer:
                 return self._carry_subject(question, asked_before), [note]
         return self._carry_subject(question, asked_before), []
 
-    def _is_followup(self, question: str) -> bool:
-        """Opening like a follow-up (那…, 还有…), or short and not about something the documents
-        never mention: "股票明天会涨吗" after a 12345 question is short, but a new question."""
+    def is_followup(self, question: str) -> bool:
+        """Whether a question leans on the one before it, by what it says, not by its length: it
+        opens like a follow-up (那…, 还有…), or it names no subject of its own, only an aspect
+        (要带什么材料？, 多久能办好) or a place (惠农区呢). "我家孩子上学有补贴吗" has a subject
+        (孩子, 上学) and is a new question; so is a question whose words the documents never use."""
         if FOLLOWUP_OPENING.match(question):
             return True
-        return len(question) <= self.settings.followup_max_chars and not self.reader.off_corpus(question)
+        query = self.reader.analyse(question)
+        if self.reader.off_corpus(query):
+            return False
+        subject = [w for w in query.words if w not in query.places and not ASPECT_WORDS.search(w)]
+        return not subject
 
     def _carry_subject(self, question: str, asked_before: list[str]) -> str:
         """Without an LLM: a follow-up is searched together with the question it follows (and that
-        one with its own, when it was a follow-up too)."""
+        one with its own, when it was a follow-up too). A follow-up naming a place of its own
+        (那惠农区呢) keeps it, and the earlier question's places are dropped."""
         subject = ""
         for earlier in asked_before:
-            subject = f"{subject} {earlier}".strip() if subject and self._is_followup(earlier) else earlier
-        if not self._is_followup(question):
+            subject = f"{subject} {earlier}".strip() if subject and self.is_followup(earlier) else earlier
+        if not self.is_followup(question):
             return question
+        places = self.reader.analyse(question).places
+        if places:
+            for earlier_place in sorted(self.reader.analyse(subject).places, key=len, reverse=True):
+                subject = subject.replace(earlier_place, "")
         return f"{subject} {question}"[-self.settings.max_question_chars :]
 
-    def retrieve(self, question: str, filters: Filters | None, context: str, kind: AnswerKind | None = None) -> list[Hit]:
+    def retrieve(self, query: Query, filters: Filters | None, context: str) -> Ranking:
         """Hits for the question, reranked for the kind of answer wanted. A host page's context (the
-        policy it shows) is preferred when it names a document whose clauses support the question;
+        policy it shows) is preferred when it names a document whose clauses answer the question;
         otherwise the whole corpus answers."""
         k = max(self.settings.answer_clauses, self.settings.llm_clauses)
-        hits = self.searcher.search(question, k=k, filters=filters, kind=kind)
+        ranking = self.searcher.rank(query, k=k, filters=filters)
         context = plain_text(context)[: self.settings.max_question_chars]
         if not context:
-            return hits
+            return ranking
         within = replace(filters or Filters(), document=context)
-        preferred = self.searcher.search(question, k=k, filters=within, kind=kind)
-        if not preferred:
-            return hits
-        quotes = self.reader.quotes(question, preferred[: self.settings.answer_clauses], kind)
-        if self.support(quotes, preferred) < self.settings.refusal_threshold:
-            return hits
-        seen = {hit.article.id for hit in preferred}
-        return preferred + [hit for hit in hits if hit.article.id not in seen]
+        preferred = self.searcher.rank(query, k=k, filters=within)
+        if not preferred.hits:
+            return ranking
+        quotes = self.quotes_of(preferred, preferred.hits[: self.settings.answer_clauses])
+        if self.support(quotes, preferred.hits) < self.threshold:
+            return ranking
+        seen = {hit.article.id for hit in preferred.hits}
+        preferred.hits = preferred.hits + [hit for hit in ranking.hits if hit.article.id not in seen]
+        return preferred
 
     # -- the kinds of answer ------------------------------------------------------------------------
     def lookup_answer(self, base: Answer, hits: list[Hit]) -> Answer:
@@ -219,14 +310,27 @@ class Answerer:
         citations = [Citation(n, hit) for n, hit in enumerate(named, start=1)]
         return replace(base, text="\n\n".join(lines), citations=citations, mode="lookup")
 
-    def refusal(self, base: Answer, hits: list[Hit]) -> Answer:
+    def refusal(self, base: Answer, hits: list[Hit], related: bool = True) -> Answer:
+        """No clause states the answer. Related: said plainly, then the closest clauses as 可能相关,
+        asserting nothing. None: nothing related; what the documents cover is said instead."""
+        if not related:
+            return self.not_covered(base, "")
         closest = hits[: self.settings.answer_clauses]
-        lines = [self.prompts.refusal]
+        lines = [self.prompts.related]
         if closest:
             lines.append(POSSIBLY_RELATED)
             lines += [f"[{n}] {_title_of(hit)}" for n, hit in enumerate(closest, start=1)]
         citations = [Citation(n, hit) for n, hit in enumerate(closest, start=1)]
-        return replace(base, text="\n".join(lines), refused=True, citations=citations)
+        return replace(base, text="\n".join(lines), refused=True, citations=citations, grade="related")
+
+    def not_covered(self, base: Answer, why: str) -> Answer:
+        """Nothing in the documents answers or relates to the question, or it is outside what they
+        cover (another province, a year they do not reach, no policy question): say why, say what
+        they do cover, and hand off to 12345."""
+        lines = [why or self.prompts.refusal, self.scope.describe()]
+        if why:
+            lines.append(HOTLINE)
+        return replace(base, text="\n".join(lines), refused=True, citations=[], grade="none")
 
     def extractive_answer(self, base: Answer, quotes: list[Quote], notes: Sequence[str] = ()) -> Answer:
         """The best sentence's direct answer first, then the supporting sentences verbatim."""
@@ -261,7 +365,7 @@ class Answerer:
             if quote.rank < self.settings.cited_top_clauses:
                 chosen.setdefault(quote.hit.article.id, quote)
         for quote in best_of_clause.values():
-            if quote.support >= self.settings.quote_min_ratio * best.support:
+            if quote.score >= self.settings.quote_min_ratio * best.score:
                 chosen.setdefault(quote.hit.article.id, quote)
         return list(chosen.values())[: self.settings.max_quotes]
 

@@ -139,21 +139,40 @@ def cmd_search(args, settings: Settings) -> int:
 def cmd_eval(args, settings: Settings) -> int:
     from qa.evaluate import evaluate_answers, evaluate_retrieval, read_questions
 
-    questions = read_questions(Path(args.questions))
-    if args.answers:
+    paths = [Path(p) for p in (args.questions or [DEFAULT_QUESTIONS])]
+    searcher = _searcher(settings)
+    if args.answers or args.conversations:
         from qa.answering import Answerer
+        from qa.evaluate import evaluate_conversations, read_conversations
 
-        report = evaluate_answers(Answerer(settings, searcher=_searcher(settings)), questions)
-        if args.json:
-            _print_json(report.figures() | {"curve": report.curve()})
-        else:
-            print(report.render(curve=args.curve))
+        answerer = Answerer(settings, searcher=searcher)
+        reports = [] if args.conversations and not args.questions else [(p, evaluate_answers(answerer, read_questions(p))) for p in paths]
+        reports += [(Path(p), evaluate_conversations(answerer, read_conversations(Path(p)))) for p in args.conversations or ()]
+        for path, report in reports:
+            if args.json:
+                _print_json({"set": str(path)} | report.figures() | {"curve": report.curve()})
+            else:
+                print(f"== {path}")
+                print(report.render(curve=args.curve))
+                print()
         return 0
-    report = evaluate_retrieval(_searcher(settings), questions, k=args.k)
-    if args.json:
-        _print_json(report.figures() | {"misses": report.misses})
-    else:
-        print(report.render())
+    for path in paths:
+        report = evaluate_retrieval(searcher, read_questions(path), k=args.k)
+        if args.json:
+            _print_json({"set": str(path)} | report.figures() | {"misses": report.misses})
+        else:
+            print(f"== {path}")
+            print(report.render())
+            print()
+    return 0
+
+
+def cmd_train_judge(args, settings: Settings) -> int:
+    from qa.judge_training import DEFAULT_SETS, train
+
+    searcher = _searcher(settings)  # the index the candidates are read from: built first when missing
+    paths = [Path(p) for p in args.questions] if args.questions else DEFAULT_SETS
+    train(settings, paths, Path(args.out) if args.out else None, searcher=searcher)
     return 0
 
 
@@ -163,7 +182,14 @@ def answer_json(answer, question_id=None) -> dict:
     keys = ("n", "doc_title", "doc_number", "issuer", "date", "label", "path", "text", "source_file", "notes")
     citations = [{key: c[key] for key in keys} for c in data["citations"]]
     head = {} if question_id is None else {"id": question_id}
-    return head | {"answer": data["answer"], "refused": data["refused"], "mode": data["mode"], "citations": citations, "notes": data["notes"]}
+    return head | {
+        "answer": data["answer"],
+        "grade": data["grade"],
+        "refused": data["refused"],
+        "mode": data["mode"],
+        "citations": citations,
+        "notes": data["notes"],
+    }
 
 
 def _print_answer(answer) -> None:
@@ -274,12 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="retrieval figures (Recall@1/5/10, MRR@10) on a question set with gold quotes")
-    p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help=f"JSONL question set (default {DEFAULT_QUESTIONS})")
+    p.add_argument("--questions", nargs="+", help=f"JSONL question sets, each reported apart (default {DEFAULT_QUESTIONS})")
     p.add_argument("-k", type=int, default=10, help="results per question (default 10)")
-    p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--answers", action="store_true", help="answer figures: refusal recall, false refusals, cited clause has the gold")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON, one line per set")
+    p.add_argument("--answers", action="store_true", help="answer figures: grades, refusals, the answer shows the gold, per type")
+    p.add_argument("--conversations", nargs="+", metavar="CONVERSATIONS.jsonl", help="answer figures on multi-turn conversations, follow-ups apart")
     p.add_argument("--curve", action="store_true", help="with --answers: refusal recall and false refusals at each threshold")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train-judge", help="train the answer judge on the committed question sets (tests/eval/pool); writes qa/data/judge.json")
+    p.add_argument("--questions", nargs="*", help="JSONL question sets (default: tests/eval/pool/*.jsonl)")
+    p.add_argument("--out", help="where to write the judge (default: the judge_file setting, qa/data/judge.json)")
+    p.set_defaults(func=cmd_train_judge)
 
     p = sub.add_parser("bench", help="speed and scale: build throughput vs fp32, query latency, first build, RSS, 100k/1M articles")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -145,8 +145,17 @@ class Settings:
     # Below this support of the best sentence of the top clause the answer is a refusal; calibrated
     # on the dev set (`python -m qa eval --answers --curve`), see README.
     refusal_threshold: float = 0.035
-    # A question this short (characters) after an earlier one is read as a follow-up of it.
-    followup_max_chars: int = 12
+    # The judge (qa/judging.py): learned weights over the reader's and retrieval's signals and the
+    # verdict above which a sentence is taken to state the answer; trained by `python -m qa
+    # train-judge` into qa/data/judge.json. Off by default ("" = no judge: the reader's support and
+    # refusal_threshold decide): on documents it never saw, the trained judge refused 0.86 of
+    # unanswerable questions but also 0.23 of answerable ones, the flagship 12345 question among
+    # them (README, "Answers"). QA_JUDGE_FILE=qa/data/judge.json turns it on.
+    judge_file: Path = Path("")
+    # A question no sentence answers is "related" (the closest clauses shown as 可能相关) when a clause
+    # holds at least this weighted share of its content words, "none" otherwise. Both grades assert
+    # nothing, so this only decides whether clauses are worth showing.
+    related_min_coverage: float = 0.5
     # LLM over an OpenAI-compatible API (vLLM, Ollama, llama.cpp server, hosted Qwen/DeepSeek);
     # no base URL = no LLM, extractive answers only.
     llm_base_url: str = ""

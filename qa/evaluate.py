@@ -24,6 +24,10 @@ class Question:
     question: str
     type: str = ""
     quotes: list[str] = field(default_factory=list)
+    subtype: str = ""  # for unanswerable questions: near_miss, other_region, off_topic …
+    document: str = ""  # the document it was written from (gold or topic_doc): what splits go by
+    history: list[str] = field(default_factory=list)  # earlier questions of its conversation
+    follow_up: bool = False
 
 
 def read_questions(path: Path) -> list[Question]:
@@ -39,6 +43,8 @@ def read_questions(path: Path) -> list[Question]:
                     question=data["question"],
                     type=data.get("type", ""),
                     quotes=[gold["quote"] for gold in data.get("gold", []) if gold.get("quote")],
+                    subtype=data.get("subtype", ""),
+                    document=next((g.get("doc_title", "") for g in data.get("gold", []) if g.get("doc_title")), data.get("topic_doc", "")),
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError) as error:
@@ -152,10 +158,14 @@ class AnswerOutcome:
     id: str
     answerable: bool
     refused: bool
-    support: float  # the refusal signal; 1.0 for a question naming an article
+    support: float  # the refusal signal (the judge's best verdict); 1.0 for a question naming an article
     cites_gold: bool
     shows_gold: bool = False  # the answer's own text holds the gold quote (see shows_gold)
     question: str = ""
+    grade: str = ""  # answer, related or none
+    type: str = ""  # the question's type, or for an unanswerable one its subtype
+    first_cites_gold: bool = False  # the first citation holds the gold
+    follow_up: bool | None = None  # for a conversation turn: whether it follows up the one before
 
 
 @dataclass
@@ -170,17 +180,13 @@ class AnswerReport:
         return [o for o in self.outcomes if not o.answerable]
 
     def figures(self) -> dict:
-        answerable, unanswerable = self._answerable(), self._unanswerable()
-        answered = [o for o in answerable if not o.refused]
-        return {
-            "questions": len(self.outcomes),
-            "unanswerable": len(unanswerable),
-            "refusal_threshold": self.threshold,
-            "refusal_recall": round(sum(o.refused for o in unanswerable) / max(1, len(unanswerable)), 4),
-            "false_refusal_rate": round(sum(o.refused for o in answerable) / max(1, len(answerable)), 4),
-            "cited_contains_gold": round(sum(o.cites_gold for o in answered) / max(1, len(answered)), 4),
-            "answer_shows_gold": round(sum(o.shows_gold for o in answered) / max(1, len(answered)), 4),
-        }
+        f = group_figures(self.outcomes)
+        f["refusal_threshold"] = self.threshold
+        f["by_type"] = {name: group_figures(rows) for name, rows in sorted(_grouped(self.outcomes, lambda o: o.type or "-").items())}
+        turns = [o for o in self.outcomes if o.follow_up is not None]
+        if turns:
+            f["by_turn"] = {name: group_figures(rows) for name, rows in sorted(_grouped(turns, lambda o: "follow-up" if o.follow_up else "first or new topic").items())}
+        return f
 
     def curve(self) -> list[dict]:
         """Refusal recall and false refusals had the threshold been each of CURVE_THRESHOLDS."""
@@ -198,29 +204,76 @@ class AnswerReport:
 
     def render(self, curve: bool = False) -> str:
         f = self.figures()
+        show = {key: ("  -  " if value is None else f"{value:.3f}") for key, value in f.items() if not isinstance(value, dict)}
         lines = [
             f"questions: {f['questions']} ({f['unanswerable']} without an answer in the corpus)",
-            f"refusal threshold      {f['refusal_threshold']:.3f}",
-            f"refusal recall         {f['refusal_recall']:.3f}",
-            f"false refusal rate     {f['false_refusal_rate']:.3f}",
-            f"cited clause has gold  {f['cited_contains_gold']:.3f}",
-            f"answer shows the gold  {f['answer_shows_gold']:.3f}",
+            f"answer threshold {f['refusal_threshold']:.3f}",
+            f"grades: answer {f['grades']['answer']}, related {f['grades']['related']}, none {f['grades']['none']}",
+            f"unanswerable given no answer (refusal recall)  {show['refusal_recall']}",
+            f"answerable given no answer (false refusals)    {show['false_refusal_rate']}",
+            f"answer's own text shows the gold               {show['answer_shows_gold']}",
+            f"first citation holds the gold                  {show['first_cites_gold']}",
+            f"a cited clause holds the gold                  {show['cited_contains_gold']}",
+            "",
+            "by type:          n  refused(unans)  refused(ans)  shows gold  first cites",
         ]
+        for name, row in f["by_type"].items():
+            lines.append(_type_line(name, row))
+        for name, row in f.get("by_turn", {}).items():
+            lines.append(_type_line(name, row))
         if curve:
             lines += ["", "threshold  refusal recall  false refusals"]
             lines += [f"  {r['threshold']:.2f}     {r['refusal_recall']:.3f}           {r['false_refusal_rate']:.3f}" for r in self.curve()]
         wrong = [o for o in self.outcomes if o.refused == o.answerable or (o.answerable and not o.refused and not o.cites_gold)]
         if wrong:
-            lines += ["", "wrong (support, what went wrong, question):"]
+            lines += ["", "wrong (verdict, grade, what went wrong, question):"]
             for o in wrong:
                 what = "answered, should refuse" if not o.answerable else "refused" if o.refused else "gold not cited"
-                lines.append(f"  {o.id} {o.support:.2f} {what}: {o.question}")
+                lines.append(f"  {o.id} {o.support:.2f} {o.grade} {what}: {o.question}")
         return "\n".join(lines)
+
+
+def _grouped(outcomes, key) -> dict:
+    groups: dict[str, list] = defaultdict(list)
+    for o in outcomes:
+        groups[key(o)].append(o)
+    return groups
+
+
+def _share(rows, test) -> float | None:
+    return round(sum(map(test, rows)) / len(rows), 4) if rows else None
+
+
+def group_figures(outcomes: list[AnswerOutcome]) -> dict:
+    answerable = [o for o in outcomes if o.answerable]
+    unanswerable = [o for o in outcomes if not o.answerable]
+    answered = [o for o in answerable if not o.refused]
+    return {
+        "questions": len(outcomes),
+        "unanswerable": len(unanswerable),
+        "grades": {g: sum(o.grade == g for o in outcomes) for g in ("answer", "related", "none")},
+        "refusal_recall": _share(unanswerable, lambda o: o.refused),
+        "false_refusal_rate": _share(answerable, lambda o: o.refused),
+        "cited_contains_gold": _share(answered, lambda o: o.cites_gold),
+        "answer_shows_gold": _share(answered, lambda o: o.shows_gold),
+        "first_cites_gold": _share(answered, lambda o: o.first_cites_gold),
+    }
+
+
+def _type_line(name: str, row: dict) -> str:
+    cells = ["   -  " if row[k] is None else f"{row[k]:.3f}" for k in ("refusal_recall", "false_refusal_rate", "answer_shows_gold", "first_cites_gold")]
+    return f"  {name:<16}{row['questions']:>3}  {cells[0]:>14}  {cells[1]:>12}  {cells[2]:>10}  {cells[3]:>11}"
 
 
 def cites_gold(answer, quotes: list[str]) -> bool:
     wanted = [compact(q) for q in quotes]
     return any(q in compact(c.article.text) for c in answer.citations for q in wanted)
+
+
+def first_cites_gold(answer, quotes: list[str]) -> bool:
+    wanted = [compact(q) for q in quotes]
+    first = next((c for c in answer.citations if c.n == 1), None)
+    return first is not None and any(q in compact(first.article.text) for q in wanted)
 
 
 # A gold quote longer than one sentence is shown when its opening is: an extractive answer quotes
@@ -236,22 +289,70 @@ def shows_gold(answer, quotes: list[str]) -> bool:
     return any(q in text or (len(q) > QUOTE_OPENING_CHARS and q[:QUOTE_OPENING_CHARS] in text) for q in wanted)
 
 
+def _outcome(answerer, question: Question, history=()) -> tuple[AnswerOutcome, object]:
+    reading = answerer.read(question.question, history)
+    answer = None
+    for answer in answerer.respond(reading):
+        pass
+    quotes = question.quotes
+    outcome = AnswerOutcome(
+        id=question.id,
+        answerable=bool(quotes),
+        refused=answer.refused,
+        support=1.0 if reading.names_article else reading.support,
+        cites_gold=bool(quotes) and cites_gold(answer, quotes),
+        shows_gold=bool(quotes) and shows_gold(answer, quotes),
+        question=question.question,
+        grade=answer.grade,
+        type=question.subtype or question.type,
+        first_cites_gold=bool(quotes) and first_cites_gold(answer, quotes),
+    )
+    return outcome, answer
+
+
 def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
-    report = AnswerReport(threshold=answerer.settings.refusal_threshold)
+    report = AnswerReport(threshold=answerer.threshold)
     for question in questions:
-        reading = answerer.read(question.question)
-        answer = None
-        for answer in answerer.respond(reading):
-            pass
-        report.outcomes.append(
-            AnswerOutcome(
-                id=question.id,
-                answerable=bool(question.quotes),
-                refused=answer.refused,
-                support=1.0 if reading.names_article else reading.support,
-                cites_gold=bool(question.quotes) and cites_gold(answer, question.quotes),
-                shows_gold=bool(question.quotes) and shows_gold(answer, question.quotes),
-                question=question.question,
-            )
-        )
+        report.outcomes.append(_outcome(answerer, question)[0])
+    return report
+
+
+def read_conversations(path: Path) -> list[list[Question]]:
+    """Conversations (JSONL, one per line: id and turns of question, gold, type, follow_up) as lists
+    of questions, each turn's id the conversation's with its number."""
+    conversations = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            turns = []
+            for t, turn in enumerate(data["turns"], start=1):
+                turns.append(
+                    Question(
+                        id=f"{data.get('id', n)}#{t}",
+                        question=turn["question"],
+                        type=turn.get("type", ""),
+                        quotes=[g["quote"] for g in turn.get("gold", []) if g.get("quote")],
+                        subtype=turn.get("subtype", ""),
+                        follow_up=bool(turn.get("follow_up", False)),
+                    )
+                )
+            conversations.append(turns)
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}:{n}: not a conversation line ({error})") from error
+    return conversations
+
+
+def evaluate_conversations(answerer, conversations: list[list[Question]]) -> AnswerReport:
+    """Each conversation asked turn by turn, the product's own answers in the history, as the chat
+    keeps it."""
+    report = AnswerReport(threshold=answerer.threshold)
+    for turns in conversations:
+        history: list[dict] = []
+        for question in turns:
+            outcome, answer = _outcome(answerer, question, history)
+            outcome.follow_up = question.follow_up and bool(history)
+            report.outcomes.append(outcome)
+            history += [{"role": "user", "content": question.question}, {"role": "assistant", "content": answer.text}]
     return report

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from qa.config import Settings
 from qa.index import ARTICLE_FIELDS, PROGRESS_CHUNK, BuildReport, IndexUnavailable, passage_text
-from qa.models import Article, Document, Hit
+from qa.models import Article, Document, Hit, Query
 
 LITE_FILE = "milvus.db"  # Milvus Lite's database inside index_dir when milvus_uri is empty
 
@@ -264,9 +264,9 @@ class MilvusSearcher:
         )
         return [(hit[PRIMARY_FIELD], abs(float(hit["distance"])), hit["entity"][DENSE_FIELD]) for hit in results[0]]
 
-    def search(self, query: str, k: int | None = None, filters=None) -> list[Hit]:
+    def search(self, query: Query | str, k: int | None = None, filters=None) -> list[Hit]:
         k = k or self.settings.top_k
-        query = query.strip()
+        query = query.text if isinstance(query, Query) else query.strip()
         if not query:
             return []
         pool = max(self.settings.candidate_k, k)

@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class AnswerKind:
+    """A kind of answer a question asks for (a duration, an amount, a department), and how to
+    recognise one in a sentence (qa/query.py lists them)."""
+
+    name: str
+    asked_by: re.Pattern
+    found_by: re.Pattern
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question analysed once (qa/query.py) and handed to retrieval, reranking, the judge and the
+    answer step, so none of them works it out again from the raw string."""
+
+    text: str  # as asked, or a follow-up put in the context of the conversation
+    normalised: str  # NFKC, lower case, variant forms folded (qa.keywords.normalise)
+    canonical: str = ""  # normalised, each synonym read as its group's first word (回复 -> 答复)
+    tokens: tuple[str, ...] = ()  # BM25 tokens, with the other words of the synonym groups it uses
+    kind: AnswerKind | None = None  # the kind of answer it asks for
+    places: tuple[str, ...] = ()  # place names in it (宁夏, 银川, 利通区)
+    named_places: tuple[str, ...] = ()  # the cities, counties and districts among them
+    years: tuple[int, ...] = ()  # years it names (2019年)
+    words: tuple[str, ...] = ()  # its content words (jieba), less words of asking
+
+    @property
+    def kind_name(self) -> str:
+        return self.kind.name if self.kind else ""
 
 
 @dataclass
@@ -119,16 +150,20 @@ class Answer:
 
     question: str
     text: str
-    refused: bool
+    refused: bool  # no answer asserted: grade "related" or "none"
     citations: list[Citation] = field(default_factory=list)
     mode: str = "extractive"  # "extractive", "llm", "lookup" or "greeting"
     standalone_question: str = ""  # the question as searched, after a follow-up is put in context
     notes: list[str] = field(default_factory=list)  # e.g. "LLM unavailable, extractive answer given"
+    # "answer": a cited sentence states what was asked; "related": no clause states it, the closest
+    # are listed as 可能相关; "none": nothing related, or the question is outside the corpus's scope.
+    grade: str = "answer"
 
     def to_dict(self) -> dict:
         return {
             "question": self.question,
             "answer": self.text,
+            "grade": self.grade,
             "refused": self.refused,
             "mode": self.mode,
             "standalone_question": self.standalone_question or self.question,

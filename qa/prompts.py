@@ -14,7 +14,8 @@ from qa.config import Settings
 class Prompts:
     answer: ChatPromptTemplate  # system rules + numbered clauses + question
     followup: ChatPromptTemplate  # conversation + follow-up -> standalone question
-    refusal: str  # shown when the documents do not cover a question
+    refusal: str  # shown when the documents do not cover a question (grade "none")
+    related: str  # shown when clauses are related but none states the answer (grade "related")
     greeting: str  # the reply to a greeting alone
     thanks: str  # the reply to thanks or a goodbye alone
 
@@ -38,6 +39,7 @@ def load_prompts(settings: Settings) -> Prompts:
         answer=ChatPromptTemplate.from_messages([("system", _read(folder, "system.md")), ("human", _read(folder, "answer.md"))]),
         followup=ChatPromptTemplate.from_messages([("human", _read(folder, "followup.md"))]),
         refusal=_read(folder, "refusal.md"),
+        related=_read(folder, "related.md"),
         greeting=_read(folder, "greeting.md"),
         thanks=_read(folder, "thanks.md"),
     )

@@ -14,22 +14,37 @@ and nothing is reordered.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from qa.config import Settings
-from qa.extractive import AnswerKind, ClauseReader, asked_kind
-from qa.models import Hit
+from qa.extractive import AnswerKind, ClauseReader, Quote
+from qa.judging import Judge
+from qa.models import Hit, Query
+from qa.query import as_query
+
+
+@dataclass
+class Ranking:
+    """Retrieval's hits after reranking, and the judged sentences of the reranked head (best
+    first): the answer step reads these instead of reading the same clauses again."""
+
+    query: Query
+    hits: list[Hit]
+    quotes: list[Quote]
+    read: frozenset[str]  # ids of the clauses whose sentences are in ``quotes``
 
 
 class RerankedSearcher:
     """A searcher (FAISS ``HybridSearcher`` or ``MilvusSearcher``) whose hits come reranked by the
-    sentence reader. Everything else (``articles``, ``embeddings``, ``index``, ``lookup`` …) is
-    the searcher's own; ``reader`` is shared with the answer step, which reads the same clauses."""
+    sentence reader and the judge. Everything else (``articles``, ``embeddings``, ``index``,
+    ``lookup`` …) is the searcher's own; ``reader`` and ``judge`` are shared with the answer step."""
 
-    def __init__(self, searcher, settings: Settings, reader: ClauseReader | None = None):
+    def __init__(self, searcher, settings: Settings, reader: ClauseReader | None = None, judge: Judge | None = None):
         self.inner = searcher
         self.settings = settings
-        self.reader = reader or ClauseReader(_corpus_articles(searcher, settings), settings)
+        self.corpus_articles = _corpus_articles(searcher, settings) if reader is None else None
+        self.reader = reader or ClauseReader(self.corpus_articles, settings)
+        self.judge = judge if judge is not None else Judge.load(settings.judge_file)
 
     def __getattr__(self, name: str):
         # only called for attributes this wrapper lacks: they are the inner searcher's
@@ -37,26 +52,50 @@ class RerankedSearcher:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    def search(self, query: str, k: int | None = None, filters=None, kind: AnswerKind | None = None) -> list[Hit]:
+    def search(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None) -> list[Hit]:
         """The inner searcher's hits, reranked; ``kind`` as in :meth:`rerank`."""
-        k = k or self.settings.top_k
-        hits = self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
-        return self.rerank(query, hits, kind)[:k]
+        return self.rank(query, k, filters, kind).hits
 
-    def rerank(self, question: str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Hit]:
+    def rank(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None) -> Ranking:
+        """:meth:`search` with the judged sentences of the head handed on."""
+        k = k or self.settings.top_k
+        query = as_query(query, self.reader.synonyms)
+        if not query.text:
+            return Ranking(query, [], [], frozenset())
+        hits = self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
+        ranking = self._rerank(query, hits, kind)
+        ranking.hits = ranking.hits[:k]
+        return ranking
+
+    def read(self, query: Query, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
+        """The sentences of ``hits``, read and judged, best first."""
+        quotes = self.reader.quotes(query, hits, kind or query.kind)
+        return self.judge.judge(query, quotes, self.reader) if self.judge is not None else quotes
+
+    def rerank(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Hit]:
         """``hits`` reordered as the module says; ``kind`` is the kind of answer wanted (default:
         the one the question asks for)."""
+        return self._rerank(as_query(query, self.reader.synonyms), hits, kind).hits
+
+    def _rerank(self, query: Query, hits: list[Hit], kind: AnswerKind | None) -> Ranking:
         s = self.settings
+        head = hits[: max(s.rerank_clauses, 1)]
+        quotes = self.read(query, head, kind)
+        ranking = Ranking(query, hits, quotes, frozenset(hit.article.id for hit in head))
         if not s.rerank_weight or s.rerank_clauses < 2 or len(hits) < 2 or hits[0].via == "lookup":
-            return hits
+            return ranking
         head, tail = hits[: s.rerank_clauses], hits[s.rerank_clauses :]
-        support: dict[str, float] = {}
-        for quote in self.reader.quotes(question, head, kind or asked_kind(question)):  # best first
-            support.setdefault(quote.hit.article.id, quote.support)
+        best: dict[str, float] = {}
+        for quote in quotes:  # best first
+            best.setdefault(quote.hit.article.id, quote.score)
         scale = 1.0 + s.rerank_weight
-        rescored = [replace(hit, score=(hit.score + s.rerank_weight * support.get(hit.article.id, 0.0)) / scale) for hit in head]
+        rescored = [replace(hit, score=(hit.score + s.rerank_weight * best.get(hit.article.id, 0.0)) / scale) for hit in head]
         rescored.sort(key=lambda hit: -hit.score)  # stable: ties keep the retrieval order
-        return rescored + [replace(hit, score=hit.score / scale) for hit in tail]
+        ranking.hits = rescored + [replace(hit, score=hit.score / scale) for hit in tail]
+        by_id = {hit.article.id: (rank, hit) for rank, hit in enumerate(rescored)}
+        for quote in quotes:  # the quotes point at the reranked hits, ranked as they now are
+            quote.rank, quote.hit = by_id[quote.hit.article.id]
+        return ranking
 
 
 def reranked(searcher, settings: Settings) -> RerankedSearcher:

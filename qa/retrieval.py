@@ -25,7 +25,8 @@ from pydantic import ConfigDict
 from qa.config import Settings
 from qa.index import LoadedIndex, load_index, stored_vectors
 from qa.keywords import Synonyms, asks_quantity, has_quantity, normalise, tokenize
-from qa.models import Article, Hit
+from qa.models import Article, Hit, Query
+from qa.query import analyse, as_query
 from qa.text import CN_NUMERAL, cn_to_int, int_to_cn
 
 
@@ -160,10 +161,8 @@ class HybridSearcher:
     # -- the two retrievers -------------------------------------------------------------------
     def query_tokens(self, query: str) -> list[str]:
         """The question's BM25 tokens, and those of the other words of each synonym group it uses
-        (回复 also searches 答复 and 反馈)."""
-        tokens = tokenize(query)
-        expansions = self.synonyms.expansions(normalise(query))
-        return tokens + tokenize(" ".join(expansions)) if expansions else tokens
+        (回复 also searches 答复 and 反馈): the ``Query``'s own."""
+        return list(analyse(query, self.synonyms).tokens)
 
     def dense(self, vector: np.ndarray, k: int, mask: np.ndarray | None) -> list[int]:
         """Candidate articles from the article vectors and from the sentence-window vectors."""
@@ -340,16 +339,17 @@ class HybridSearcher:
             extra += s.top_level_weight * self._top_level[ids]
         return extra
 
-    def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
+    def search(self, query: Query | str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
         k = k or self.settings.top_k
-        query = query.strip()
+        analysed = as_query(query, self.synonyms)
+        query = analysed.text
         if not query:
             return []
         s = self.settings
         mask = self._mask(filters)
         pool = max(s.candidate_k, k)
         vector = self.embeddings.encode_queries([query])
-        tokens = self.query_tokens(query)
+        tokens = list(analysed.tokens)
         keyword_ids, keyword_raw = self._keyword_arrays(tokens, pool, mask)
         # Candidates: dense ones first, then keyword ones, each once, in order of first appearance.
         candidates = np.fromiter(dict.fromkeys(self.dense(vector, pool, mask) + keyword_ids.tolist()), dtype=np.int64)

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from qa.answering import Answerer, QuestionError, clean_question, conversation
-from qa.extractive import ANSWER_KINDS, applies_to, asked_kind, named_places
+from qa.extractive import applies_to
+from qa.query import ANSWER_KINDS, asked_kind, named_places
 from qa.index import build_index
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
@@ -44,11 +45,18 @@ def test_citations_carry_validity_notes(answerer):
 
 
 def test_question_outside_the_documents_is_refused_with_the_hotline(answerer):
+    # another province's question is "not covered": the scope is said, nothing is listed as related
     answer = answerer.answer("南京市的地铁单程票最贵多少钱？")
-    assert answer.refused
-    assert "资料中没有找到相关规定" in answer.text and "12345" in answer.text
-    assert answer.citations, "the closest clauses are listed as 可能相关"
-    assert "可能相关" in answer.text
+    assert answer.refused and answer.grade == "none"
+    assert "南京市" in answer.text and "宁夏回族自治区" in answer.text and "12345" in answer.text
+    assert not answer.citations and "可能相关" not in answer.text
+
+
+def test_a_related_refusal_lists_the_closest_clauses_as_possibly_related(answerer):
+    # the rules on 保障性租赁住房 do not state a rent per square metre
+    answer = answerer.answer("保障性租赁住房的租金每平方米多少钱？")
+    assert answer.refused and answer.grade == "related"
+    assert answer.citations and "可能相关" in answer.text and "12345" in answer.text
 
 
 def test_a_district_plan_does_not_answer_for_another_city(answerer):

@@ -312,8 +312,15 @@ def test_ask_without_question_is_an_error(small_settings):
 
 def test_eval_answers_prints_refusal_and_citation_figures(model_runs):
     out = _ok(model_runs["eval_answers"])
-    found = dict(re.findall(r"^(refusal recall|false refusal rate|cited clause has gold|answer shows the gold)\s+([01]\.\d{3})$", out, re.M))
-    assert set(found) == {"refusal recall", "false refusal rate", "cited clause has gold", "answer shows the gold"}, out
+    labels = {
+        "refusal recall": r"unanswerable given no answer \(refusal recall\)",
+        "false refusal rate": r"answerable given no answer \(false refusals\)",
+        "cited clause has gold": r"a cited clause holds the gold",
+        "answer shows the gold": r"answer's own text shows the gold",
+    }
+    found = {name: m.group(1) for name, label in labels.items() if (m := re.search(rf"^{label}\s+([01]\.\d{{3}})$", out, re.M))}
+    assert set(found) == set(labels), out
     assert float(found["refusal recall"]) == 1.0  # the weather question is refused
     assert float(found["false refusal rate"]) <= 1 / 3
+    assert re.search(r"^grades: answer \d+, related \d+, none \d+$", out, re.M)
     assert re.search(r"^threshold\s+refusal recall\s+false refusals$", out, re.M)  # the curve

@@ -65,7 +65,7 @@ def test_weight_zero_turns_reranking_off(searcher, settings):
 def test_the_kind_of_answer_wanted_can_be_given(searcher):
     # a follow-up's own kind ("那地址在哪？" after a question on time limits) is the answer step's to
     # give: neither clause holds an address, so neither gains and retrieval's order stands
-    from qa.extractive import ANSWER_KINDS
+    from qa.query import ANSWER_KINDS
 
     by_label = hotline_articles(searcher)
     hits = [Hit(by_label["第十条"], score=0.80), Hit(by_label["第二十一条"], score=0.78)]

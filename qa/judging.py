@@ -1,0 +1,186 @@
+"""Step 5c of the flow, after retrieval and before the answer: does a sentence state what was asked?
+
+The judge is a logistic regression over signals the reader and retrieval already compute for a
+(question, sentence) pair: how much of the question's weighted content the sentence, its clause and
+its title hold; whether every content word of the question is found there, and how rare the
+heaviest missing one is (北京 in 北京的公积金怎么提取, 寒假 in 寒假补课收费吗); whether the sentence
+holds the kind of answer asked for (a duration for 几天能回复); the clause's retrieval scores and
+rank. Its weights are learned (``python -m qa train-judge``, qa/judge_training.py) from question
+sets written from the corpus by people who saw neither the dev set nor the code, and are stored in
+``qa/data/judge.json`` with the threshold above which a sentence counts as an answer.
+
+The answer step asserts an answer only when some sentence's verdict reaches that threshold, and
+leads with that sentence; reranking orders the first clauses by their best verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qa.extractive import ClauseReader, Quote
+from qa.models import Query
+
+# The signals, in the order the weights file lists them. Changing this list means retraining.
+FEATURES = (
+    "coverage",  # share of the question's weighted bigrams in the sentence + its title/headings
+    "own_coverage",  # the same, the sentence's own words only
+    "clause_coverage",  # the same over the whole clause + its title/headings
+    "word_coverage",  # weighted share of the question's content words found whole in sentence + context
+    "clause_word_coverage",  # the same over the whole clause + context
+    "missing_word",  # weight of the heaviest content word missing from clause + context (0..1)
+    "missing_words",  # how many are missing (capped at 4, /4)
+    "kind_asked",  # the question asks for a kind of answer
+    "kind_found",  # ... and the sentence holds one
+    "kind_missing",  # it asks and the sentence holds none
+    "retrieval_score",  # the clause's fused retrieval score (0..1)
+    "dense_score",  # the clause's best cosine to the question
+    "keyword_score",  # its BM25 score relative to the best
+    "first_clause",  # the clause is retrieval's first
+    "rank",  # its place among the read clauses (/4)
+    "unseen_share",  # share of the question's content words the corpus never uses
+    "question_words",  # how many content words the question has (capped at 8, /8)
+    # Against the question's other candidates: a question has one best sentence, and how far a
+    # sentence falls behind the best one says more than its own share does.
+    "coverage_gap",  # coverage - the best candidate's coverage
+    "own_coverage_gap",  # own_coverage - the best candidate's
+    "word_coverage_gap",  # word_coverage - the best candidate's
+    "lead_coverage",  # share of the question's weighted content in the fragment holding the answer
+    "best_of_clause",  # the sentence is its clause's best by own coverage
+    "heading_line",  # the sentence is a title line (holds its document's 文号 or whole title): it names, not answers
+)
+
+
+@dataclass
+class Judge:
+    """Weights over :data:`FEATURES` (standardised by ``mean`` and ``scale``) and the threshold
+    above which a sentence is taken to state the answer."""
+
+    weights: np.ndarray
+    bias: float
+    mean: np.ndarray
+    scale: np.ndarray
+    threshold: float
+    features: tuple[str, ...] = FEATURES
+    about: dict | None = None  # how it was trained: sets, split, held-out figures
+
+    # -- persistence -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path) -> "Judge | None":
+        """The judge stored at ``path``; None when there is none or it was trained on other
+        signals (the answer step then uses the reader's support alone)."""
+        if not str(path) or Path(path).is_dir():
+            return None
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if tuple(data.get("features", ())) != FEATURES:
+            return None
+        return cls(
+            weights=np.asarray(data["weights"], dtype=np.float64),
+            bias=float(data["bias"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            threshold=float(data["threshold"]),
+            about=data.get("about"),
+        )
+
+    def save(self, path: Path) -> None:
+        data = {
+            "features": list(self.features),
+            "weights": [round(float(w), 6) for w in self.weights],
+            "bias": round(self.bias, 6),
+            "mean": [round(float(m), 6) for m in self.mean],
+            "scale": [round(float(s), 6) for s in self.scale],
+            "threshold": round(self.threshold, 4),
+            "about": self.about or {},
+        }
+        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    # -- judging -----------------------------------------------------------------------------------
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        z = ((rows - self.mean) / self.scale) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def judge(self, query: Query, quotes: list[Quote], reader: ClauseReader) -> list[Quote]:
+        """``quotes`` with their verdicts set, best first (ties keep the reader's order)."""
+        if not quotes:
+            return quotes
+        verdicts = self.probabilities(feature_rows(query, quotes, reader))
+        for quote, verdict in zip(quotes, verdicts):
+            quote.verdict = float(verdict)
+        order = sorted(range(len(quotes)), key=lambda n: (-round(quotes[n].verdict, 12), n))
+        return [quotes[n] for n in order]
+
+
+def _heading_line(quote: Quote) -> bool:
+    doc = quote.hit.article.document
+    if doc is None:
+        return False
+    text = quote.sentence.replace(" ", "")
+    return bool(doc.doc_number and doc.doc_number in text) or (len(doc.title) >= 8 and doc.title in text and len(text) < len(doc.title) + 40)
+
+
+def feature_rows(query: Query, quotes: list[Quote], reader: ClauseReader) -> np.ndarray:
+    """One row of :data:`FEATURES` per quote."""
+    content = reader.content(query)
+    scale = reader.rarest_weight or 1.0
+    unseen = reader.unseen_share(query)
+    n_words = min(len(content.words), 8) / 8
+    kind_asked = float(query.kind is not None)
+    top_score = max((q.hit.score for q in quotes), default=0.0)
+    clause_rows: dict[str, tuple[float, float, float, float]] = {}
+    best_own: dict[str, float] = {}
+    for quote in quotes:
+        best_own[quote.hit.article.id] = max(best_own.get(quote.hit.article.id, 0.0), quote.own_coverage)
+    rows = []
+    for quote in quotes:
+        article = quote.hit.article
+        clause = reader.clause(article)
+        if article.id not in clause_rows:
+            units = clause.whole | clause.context
+            matched = math.fsum(w for b, w in content.weights.items() if b in units)
+            covered, heaviest, missing = content.word_coverage(units)
+            clause_rows[article.id] = (matched / content.total if content.total else 0.0, covered, min(heaviest / scale, 1.0), min(missing, 4) / 4)
+        clause_coverage, clause_words, missing_word, missing_words = clause_rows[article.id]
+        sentence_units = next((u for s, u in clause.sentences if s == quote.sentence), frozenset())
+        word_coverage, _, _ = content.word_coverage(sentence_units | clause.context)
+        kind_found = float(bool(quote.lead))
+        lead_units = reader.units(quote.lead) if quote.lead else set()
+        lead_coverage = math.fsum(w for b, w in content.weights.items() if b in lead_units) / content.total if content.total else 0.0
+        rows.append(
+            (
+                quote.coverage,
+                quote.own_coverage,
+                clause_coverage,
+                word_coverage,
+                clause_words,
+                missing_word,
+                missing_words,
+                kind_asked,
+                kind_found,
+                kind_asked * (1.0 - kind_found),
+                quote.hit.score / top_score if top_score > 0 else 0.0,
+                quote.hit.dense_score,
+                quote.hit.keyword_score,
+                float(quote.rank == 0),
+                min(quote.rank, 4) / 4,
+                unseen,
+                n_words,
+                0.0,  # the gaps are filled in below, once every row's shares are known
+                0.0,
+                0.0,
+                lead_coverage,
+                float(quote.own_coverage >= best_own[article.id]),
+                float(_heading_line(quote)),
+            )
+        )
+    table = np.asarray(rows, dtype=np.float64)
+    for gap, share in ((17, 0), (18, 1), (19, 3)):
+        table[:, gap] = table[:, share] - table[:, share].max()
+    return table

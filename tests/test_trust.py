@@ -1,0 +1,138 @@
+"""Answers a citizen can trust (issue 13): one test per failure class, on the bundled corpus with the
+real model, index, reader and judge. The questions are written for these tests, not taken from any
+evaluation set."""
+
+import pytest
+
+from qa.answering import Answerer
+from qa.index import build_index
+from qa.models import Query
+from qa.query import analyse
+from qa.scope import Scope, places_in
+
+
+@pytest.fixture(scope="module")
+def answerer(settings):
+    build_index(settings, progress=False)  # incremental: instant when the index is current
+    return Answerer(settings)
+
+
+# -- other regions: the corpus holds Ningxia's documents only ------------------------------------
+@pytest.mark.parametrize(
+    "question, place",
+    [
+        ("北京的住房公积金怎么提取", "北京"),
+        ("上海落户需要什么条件", "上海"),
+        ("深圳南山区的保障性租赁住房怎么申请", "南山区"),
+        ("成都市12345热线工单几天办结", "成都市"),
+    ],
+)
+def test_a_place_outside_the_corpus_is_not_covered_and_the_scope_is_said(answerer, question, place):
+    answer = answerer.answer(question)
+    assert answer.grade == "none" and answer.refused
+    assert place in answer.text and "宁夏回族自治区" in answer.text  # says what it does cover
+    assert "根据相关规定" not in answer.text and not answer.citations
+
+
+def test_a_ningxia_place_without_documents_of_its_own_is_not_outside(answerer):
+    # 银川 has no document of its own, but the region's documents apply there
+    reading = answerer.read("在银川打12345反映问题，几个工作日能办结？")
+    assert not reading.outside
+
+
+def test_county_short_names_that_are_ordinary_words_are_no_places():
+    assert "新建" not in places_in("今年要新建几个标准化蜂场")
+    assert "北京" in places_in("北京的政策")
+
+
+# -- not a policy question ----------------------------------------------------------------------
+@pytest.mark.parametrize("question", ["明天银川天气怎么样", "帮我写一段新年祝福语", "这只股票明天会涨吗", "帮我写一首关于政务服务的诗"])
+def test_a_request_that_is_no_policy_question_is_not_covered(answerer, question):
+    answer = answerer.answer(question)
+    assert answer.grade == "none" and answer.refused
+    assert "不属于政策咨询" in answer.text
+
+
+def test_an_arithmetic_looking_document_name_is_still_a_policy_question(answerer):
+    assert not answerer.read("37+8责任清单里用电安全由谁牵头").outside
+
+
+# -- a year the documents do not cover ------------------------------------------------------------
+def test_a_year_no_document_covers_is_not_covered(answerer):
+    answer = answerer.answer("2019年的政务公开工作要点有哪些重点")
+    assert answer.grade == "none" and "2019年" in answer.text
+
+
+# -- three grades ----------------------------------------------------------------------------------
+def test_an_answer_leads_with_the_sentence_that_states_it(answerer):
+    answer = answerer.answer("我打12345咨询个政策问题，一般几个工作日能给答复？")
+    assert answer.grade == "answer" and not answer.refused
+    first_line = answer.text.splitlines()[0]
+    assert "2个工作日" in first_line and "[1]" in first_line
+
+
+def test_a_question_no_clause_states_is_related_or_none_and_asserts_nothing(answerer):
+    # the 12345 rules say how fast, not what the operators earn
+    answer = answerer.answer("12345热线的话务员一个月工资多少钱")
+    assert answer.refused and answer.grade in ("related", "none")
+    assert "根据相关规定" not in answer.text and "依据的条款原文" not in answer.text
+    if answer.grade == "related":
+        assert answer.text.startswith("现有文件没有直接规定")
+
+
+def test_grades_are_in_the_json_the_api_returns(answerer):
+    data = answerer.answer("北京的住房公积金怎么提取").to_dict()
+    assert data["grade"] == "none" and data["refused"] is True
+
+
+# -- follow-ups by meaning --------------------------------------------------------------------------
+HOTLINE_TURNS = [{"role": "user", "content": "打12345咨询问题几天能回复？"}, {"role": "assistant", "content": "咨询类工单2个工作日内办结反馈诉求人。[1]"}]
+
+
+@pytest.mark.parametrize("question", ["那投诉的呢？", "要带什么材料？", "多久能办好", "那惠农区呢"])
+def test_an_elliptic_question_is_a_follow_up(answerer, question):
+    assert answerer.is_followup(question)
+    assert "12345" in answerer.read(question, HOTLINE_TURNS).standalone
+
+
+@pytest.mark.parametrize("question", ["我家孩子上学有补贴吗", "公租房怎么申请", "森林防火戒严期是几月"])
+def test_a_short_question_with_its_own_subject_is_a_new_question(answerer, question):
+    assert not answerer.is_followup(question)
+    assert answerer.read(question, HOTLINE_TURNS).standalone == question
+
+
+def test_a_follow_up_that_names_a_place_drops_the_earlier_place(answerer):
+    turns = [{"role": "user", "content": "大武口区的森林防火戒严期是什么时候？"}]
+    standalone = answerer.read("那惠农区呢", turns).standalone
+    assert "惠农区" in standalone and "大武口区" not in standalone
+
+
+def test_unrelated_questions_after_a_follow_up_get_their_own_answers(answerer):
+    history = HOTLINE_TURNS + [{"role": "user", "content": "那投诉的呢？"}, {"role": "assistant", "content": "…"}]
+    answer = answerer.answer("北京的住房公积金怎么提取", history)
+    assert answer.grade == "none" and "投诉" not in answer.standalone_question
+
+
+# -- the question is analysed once -----------------------------------------------------------------
+def test_a_query_carries_what_every_step_needs(settings):
+    from qa.keywords import Synonyms
+
+    query = analyse("泾源县2023年住房补贴多久发一次", Synonyms.load(settings.synonyms_file))
+    assert isinstance(query, Query)
+    assert query.kind_name == "duration" and "泾源县" in query.named_places and query.years == (2023,)
+    assert "补贴" in query.tokens and "住房补贴" in query.words
+
+
+def test_reranking_hands_its_judged_quotes_to_the_answer(answerer):
+    query = answerer.reader.analyse("12345热线咨询类工单几个工作日办结")
+    ranking = answerer.searcher.rank(query, k=5)
+    assert ranking.quotes and {q.hit.article.id for q in ranking.quotes} <= ranking.read
+    assert all(q.verdict is not None for q in ranking.quotes) == (answerer.judge is not None)
+
+
+# -- scope is known from the documents ----------------------------------------------------------------
+def test_the_scope_is_read_from_the_documents(answerer):
+    scope: Scope = answerer.scope
+    assert "宁夏回族自治区" in scope.regions and scope.documents > 10
+    assert scope.years and all(2000 < y < 2100 for y in scope.years)
+    assert f"{scope.documents} 份" in scope.describe()
