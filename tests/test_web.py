@@ -97,10 +97,17 @@ def test_ask_follow_up_is_read_with_the_history(client):
 
 
 def test_ask_refusal_hands_off_to_12345_with_possibly_related_clauses(client):
-    data = client.post("/api/ask", json={"question": "明天去火星的机票多少钱？"}).json()
-    assert data["refused"] is True
+    # the 保障性租赁住房 rules do not state a rent per square metre: related, not answered
+    data = client.post("/api/ask", json={"question": "保障性租赁住房的租金每平方米多少钱？"}).json()
+    assert data["refused"] is True and data["grade"] == "related"
     assert "12345" in data["answer"]
-    assert data["citations"], "a refusal still lists the closest clauses (可能相关)"
+    assert data["citations"], "a related refusal lists the closest clauses (可能相关)"
+
+
+def test_ask_outside_the_corpus_is_not_covered_without_clauses(client):
+    data = client.post("/api/ask", json={"question": "明天去火星的机票多少钱？"}).json()
+    assert data["refused"] is True and data["grade"] == "none"
+    assert "12345" in data["answer"] and not data["citations"]
 
 
 @pytest.mark.parametrize("question", ["", "   ", "问" * 5000])
