@@ -37,19 +37,24 @@ def read_questions(path: Path) -> list[Question]:
             continue
         try:
             data = json.loads(line)
-            questions.append(
-                Question(
-                    id=str(data.get("id", n)),
-                    question=data["question"],
-                    type=data.get("type", ""),
-                    quotes=[gold["quote"] for gold in data.get("gold", []) if gold.get("quote")],
-                    subtype=data.get("subtype", ""),
-                    document=next((g.get("doc_title", "") for g in data.get("gold", []) if g.get("doc_title")), data.get("topic_doc", "")),
-                )
-            )
+            questions.append(question_of(data, str(data.get("id", n))))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{path}:{n}: not a question line ({error})") from error
     return questions
+
+
+def question_of(data: dict, id: str) -> Question:
+    """A question (or a conversation's turn) from its JSON object."""
+    gold = data.get("gold", [])
+    return Question(
+        id=id,
+        question=data["question"],
+        type=data.get("type", ""),
+        quotes=[g["quote"] for g in gold if g.get("quote")],
+        subtype=data.get("subtype", ""),
+        document=next((g.get("doc_title", "") for g in gold if g.get("doc_title")), data.get("topic_doc", "")),
+        follow_up=bool(data.get("follow_up", False)),
+    )
 
 
 def first_relevant_rank(hits: list[Hit], quotes: list[str]) -> int | None:
@@ -326,19 +331,7 @@ def read_conversations(path: Path) -> list[list[Question]]:
             continue
         try:
             data = json.loads(line)
-            turns = []
-            for t, turn in enumerate(data["turns"], start=1):
-                turns.append(
-                    Question(
-                        id=f"{data.get('id', n)}#{t}",
-                        question=turn["question"],
-                        type=turn.get("type", ""),
-                        quotes=[g["quote"] for g in turn.get("gold", []) if g.get("quote")],
-                        subtype=turn.get("subtype", ""),
-                        follow_up=bool(turn.get("follow_up", False)),
-                    )
-                )
-            conversations.append(turns)
+            conversations.append([question_of(turn, f"{data.get('id', n)}#{t}") for t, turn in enumerate(data["turns"], start=1)])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{path}:{n}: not a conversation line ({error})") from error
     return conversations

@@ -62,11 +62,17 @@ def applies_to(article: Article, places: list[str]) -> bool:
     return all(place in scope or place.rstrip("市县区旗") in scope for place in places)
 
 
+def _without(text: str, numbers: tuple[str, ...]) -> str:
+    for number in numbers:
+        text = re.sub(rf"(?<!\d){number}(?!\d)", " ", text)
+    return text
+
+
 def sentences(text: str) -> list[str]:
     return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
 
 
-# Clauses whose sentences the reader keeps worked out (see ClauseReader._clause_units).
+# Clauses whose sentences the reader keeps worked out (see ClauseReader.clause).
 CLAUSE_CACHE_SIZE = 20_000
 
 
@@ -137,7 +143,7 @@ class ClauseReader:
         self._clauses: dict[str, ClauseUnits] = {}
         if len(articles) <= CLAUSE_CACHE_SIZE:  # read them all now (0.15 s for 1,000 clauses), not
             for article in articles:  # during the first questions
-                self._clause_units(article)
+                self.clause(article)
 
     def analyse(self, question: str, kind_from: str = "") -> Query:
         """The question as a ``Query``, read with this reader's synonyms."""
@@ -148,7 +154,7 @@ class ClauseReader:
         the group's first word (回复 and 反馈 as 答复)."""
         return content_units(self.synonyms.canonical(normalise(text)))
 
-    def _clause_units(self, article: Article) -> ClauseUnits:
+    def clause(self, article: Article) -> ClauseUnits:
         """A clause's units, worked out once per clause: the same clauses come up question after
         question."""
         cached = self._clauses.get(article.id)
@@ -162,9 +168,6 @@ class ClauseReader:
                 self._clauses.clear()  # a large corpus: start again rather than grow without bound
             cached = self._clauses[article.id] = ClauseUnits(context, readable, whole)
         return cached
-
-    def clause(self, article: Article) -> ClauseUnits:
-        return self._clause_units(article)
 
     def _weight(self, bigram: str) -> float:
         df = self._document_frequency.get(bigram, 0)
@@ -208,9 +211,6 @@ class ClauseReader:
                 words.append((word, units, max(self._weight(u) for u in units)))
         return QuestionContent(weights, math.fsum(weights.values()), words)
 
-    def question_weights(self, query: Query | str) -> dict[str, float]:
-        return self.content(query).weights
-
     def quotes(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """Every sentence of the hits with its support, best first (ties keep retrieval order).
         ``kind`` is the kind of answer wanted (default: the one the question asks for)."""
@@ -218,9 +218,11 @@ class ClauseReader:
         content = self.content(query)
         weights, total = content.weights, content.total
         kind = kind or query.kind
+        # numbers the question names itself (12345, 110) are its topic, never its answer
+        named = tuple(sorted(set(NAMING_NUMBER.findall(query.normalised)), key=len, reverse=True))
         found = []
         for rank, hit in enumerate(hits):
-            clause = self._clause_units(hit.article)
+            clause = self.clause(hit.article)
             for sentence, units in clause.sentences:
                 own = weights.keys() & units
                 if len(own) < self.settings.min_shared_bigrams:
@@ -235,7 +237,7 @@ class ClauseReader:
                 support = coverage
                 lead = ""
                 if kind is not None:
-                    lead = self._lead(sentence, kind, weights)
+                    lead = self._lead(sentence, kind, weights, named)
                     if not lead:
                         support *= self.settings.missing_kind_factor
                 quote = Quote(hit, sentence, support, lead, rank, coverage, own_weight / total if total else 0.0)
@@ -243,10 +245,11 @@ class ClauseReader:
         found.sort(key=lambda t: (t[0], t[1]))
         return [quote for _, _, quote in found]
 
-    def _lead(self, sentence: str, kind: AnswerKind, weights: dict[str, float]) -> str:
-        """The fragment (between commas) holding the kind of answer wanted, the most on-topic first."""
+    def _lead(self, sentence: str, kind: AnswerKind, weights: dict[str, float], named: tuple[str, ...] = ()) -> str:
+        """The fragment (between commas) holding the kind of answer wanted, the most on-topic first.
+        ``named``: numbers the question names, which do not count as an answer in a fragment."""
         # the item number a sentence opens with (51. 强化…, （三）, a table row's 6) is no answer
-        fragments = [f for f in FRAGMENT_SPLIT.split(LIST_LABEL.sub("", sentence, count=1)) if kind.found_by.search(f)]
+        fragments = [f for f in FRAGMENT_SPLIT.split(LIST_LABEL.sub("", sentence, count=1)) if kind.found_by.search(_without(f, named))]
         if not fragments:
             return ""
         best = max(fragments, key=lambda f: math.fsum(weights.get(b, 0.0) for b in self.units(f)))

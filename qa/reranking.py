@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from qa.config import Settings
 from qa.extractive import AnswerKind, ClauseReader, Quote
-from qa.judging import Judge
+from qa.judging import Judge, SentenceCosines
 from qa.models import Hit, Query
 from qa.query import as_query
 
@@ -45,6 +45,7 @@ class RerankedSearcher:
         self.corpus_articles = _corpus_articles(searcher, settings) if reader is None else None
         self.reader = reader or ClauseReader(self.corpus_articles, settings)
         self.judge = judge if judge is not None else Judge.load(settings.judge_file)
+        self.cosines = SentenceCosines(getattr(searcher, "embeddings", None))
 
     def __getattr__(self, name: str):
         # only called for attributes this wrapper lacks: they are the inner searcher's
@@ -70,7 +71,7 @@ class RerankedSearcher:
     def read(self, query: Query, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """The sentences of ``hits``, read and judged, best first."""
         quotes = self.reader.quotes(query, hits, kind or query.kind)
-        return self.judge.judge(query, quotes, self.reader) if self.judge is not None else quotes
+        return self.judge.judge(query, quotes, self.reader, self.cosines) if self.judge is not None else quotes
 
     def rerank(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Hit]:
         """``hits`` reordered as the module says; ``kind`` is the kind of answer wanted (default:
