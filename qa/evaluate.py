@@ -26,21 +26,25 @@ class Question:
     quotes: list[str] = field(default_factory=list)
     subtype: str = ""  # for unanswerable questions: near_miss, other_region, off_topic …
     document: str = ""  # the document it was written from (gold or topic_doc): what splits go by
-    history: list[str] = field(default_factory=list)  # earlier questions of its conversation
     follow_up: bool = False
 
 
-def read_questions(path: Path) -> list[Question]:
-    questions = []
+def _read_lines(path: Path, convert, what: str) -> list:
+    """``convert(data, line number)`` of each JSON line of ``path``; a line that is no JSON or
+    lacks a field is reported with its number."""
+    items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            questions.append(question_of(data, str(data.get("id", n))))
+            items.append(convert(json.loads(line), n))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}:{n}: not a question line ({error})") from error
-    return questions
+            raise ValueError(f"{path}:{n}: not a {what} line ({error})") from error
+    return items
+
+
+def read_questions(path: Path) -> list[Question]:
+    return _read_lines(path, lambda data, n: question_of(data, str(data.get("id", n))), "question")
 
 
 def question_of(data: dict, id: str) -> Question:
@@ -325,16 +329,11 @@ def evaluate_answers(answerer, questions: list[Question]) -> AnswerReport:
 def read_conversations(path: Path) -> list[list[Question]]:
     """Conversations (JSONL, one per line: id and turns of question, gold, type, follow_up) as lists
     of questions, each turn's id the conversation's with its number."""
-    conversations = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-            conversations.append([question_of(turn, f"{data.get('id', n)}#{t}") for t, turn in enumerate(data["turns"], start=1)])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}:{n}: not a conversation line ({error})") from error
-    return conversations
+    return _read_lines(
+        path,
+        lambda data, n: [question_of(turn, f"{data.get('id', n)}#{t}") for t, turn in enumerate(data["turns"], start=1)],
+        "conversation",
+    )
 
 
 def evaluate_conversations(answerer, conversations: list[list[Question]]) -> AnswerReport:
