@@ -210,18 +210,18 @@ class Answerer:
             quotes.sort(key=lambda q: -q.score)  # stable: ties keep the order they were read in
         return quotes
 
-    def support(self, quotes: list[Quote], hits: list[Hit]) -> float:
+    def support(self, quotes: list[Quote], hits: list[Hit], score=lambda q: q.score) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
-        ranking) support it: the best verdict of their sentences (0..1). Not the first clause alone:
-        when retrieval puts the answering clause second, the answer still quotes it."""
+        ranking) support it: the best verdict of their sentences (0..1), or with ``score`` another
+        measure of them. Not the first clause alone: when retrieval puts the answering clause
+        second, the answer still quotes it."""
         quoted = {hit.article.id for hit in hits[: self.settings.cited_top_clauses]}
-        return max((q.score for q in quotes if q.hit.article.id in quoted), default=0.0)
+        return max((score(q) for q in quotes if q.hit.article.id in quoted), default=0.0)
 
     def reader_support(self, quotes: list[Quote], hits: list[Hit]) -> float:
         """:meth:`support` by the reader's own measure (shared weighted content, the kind of answer
         found), which an answer must reach as well as the judge's verdict."""
-        quoted = {hit.article.id for hit in hits[: self.settings.cited_top_clauses]}
-        return max((q.support for q in quotes if q.hit.article.id in quoted), default=0.0)
+        return self.support(quotes, hits, score=lambda q: q.support)
 
     def is_related(self, query: Query, hits: list[Hit]) -> bool:
         """Whether some clause holds most of the question's content words (in its text, title or

@@ -145,8 +145,10 @@ class ClauseReader:
             for article in articles:  # during the first questions
                 self.clause(article)
 
+    @functools.lru_cache(maxsize=1024)
     def analyse(self, question: str, kind_from: str = "") -> Query:
-        """The question as a ``Query``, read with this reader's synonyms."""
+        """The question as a ``Query``, read with this reader's synonyms. Kept (a ``Query`` is
+        frozen): a conversation asks it of the same earlier questions turn after turn."""
         return analyse(question, self.synonyms, kind_from)
 
     def units(self, text: str) -> set[str]:
