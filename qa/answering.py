@@ -223,6 +223,10 @@ class Answerer:
         found), which an answer must reach as well as the judge's verdict."""
         return self.support(quotes, hits, score=lambda q: q.support)
 
+    def states(self, claim: str, hits: list[Hit]) -> bool:
+        """Whether the clauses of ``hits`` state ``claim``, a sentence an LLM wrote citing them."""
+        return self.reader.claim_support(claim, [hit.article for hit in hits]) >= self.settings.llm_min_claim_support
+
     def is_related(self, query: Query, hits: list[Hit]) -> bool:
         """Whether some clause holds most of the question's content words (in its text, title or
         headings): worth showing as 可能相关 when none states the answer."""
@@ -381,13 +385,17 @@ class Answerer:
         if self.prompts.refusal_marker in text:
             yield self.refusal(base, hits)
             return
-        checked = check_citations(text, len(hits))
+        checked = check_citations(text, len(hits), supported=lambda claim, numbers: self.states(claim, [hits[n - 1] for n in numbers]))
         if not checked.cited:
-            yield self.extractive_answer(base, quotes, ["大模型的回答没有标注依据，已改为条款原文摘录。"])
+            # nothing left that a clause states: pointers only (依据条款 [2]。), made-up content, no citations
+            why = "所引条款不能支持大模型的回答" if checked.unsupported else "大模型的回答没有标注依据"
+            yield self.extractive_answer(base, quotes, [f"{why}，已改为条款原文摘录。"])
             return
         notes = list(base.notes)
         if checked.dropped:
             notes.append(f"已删除 {len(checked.dropped)} 句没有标注依据的内容。")
+        if checked.unsupported:
+            notes.append(f"已删除 {len(checked.unsupported)} 句所引条款没有写明的内容。")
         if checked.unknown:
             notes.append(f"已删除不存在的引用编号：{', '.join(f'[{n}]' for n in checked.unknown)}。")
         citations = [Citation(new, hits[old - 1]) for new, old in enumerate(checked.cited, start=1)]

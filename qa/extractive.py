@@ -22,7 +22,7 @@ from qa.articles import SENTENCE_SPLIT
 from qa.config import Settings
 from qa.keywords import Synonyms, normalise
 from qa.models import AnswerKind, Article, Hit, Query
-from qa.query import ASKING_WORDS, NAMING_NUMBER, analyse, as_query
+from qa.query import ASKING_WORDS, NAMING_NUMBER, analyse, as_query, content_words
 
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 LIST_LABEL = re.compile(r"^\s*(\d{1,3}\s*[.、．](?!\d)|\d{1,3}\t|[（(]\s*[一二三四五六七八九十\d]{1,3}\s*[)）]|[一二三四五六七八九十]{1,3}、|第[一二三四五六七八九十百\d]+条)\s*")
@@ -60,6 +60,12 @@ def applies_to(article: Article, places: list[str]) -> bool:
         return True
     scope = f"{doc.region} {doc.title} {doc.issuer} {article.text}"
     return all(place in scope or place.rstrip("市县区旗") in scope for place in places)
+
+
+# Numbers a claim states (5 in 5个工作日, 70 in 70平方米), each of which its clause must hold.
+NUMBER_IN_CLAIM = re.compile(r"(?<![\d.])\d+(?:\.\d+)?\s*[\u4e00-\u9fff%％]?")
+# Fragments an answer leads with when the question does not tell them apart (more is a list, not a lead).
+MAX_LEAD_FRAGMENTS = 3
 
 
 def _without(text: str, numbers: tuple[str, ...]) -> str:
@@ -213,6 +219,34 @@ class ClauseReader:
                 words.append((word, units, max(self._weight(u) for u in units)))
         return QuestionContent(weights, math.fsum(weights.values()), words)
 
+    def claim_support(self, claim: str, articles: list[Article]) -> float:
+        """How far the clauses ``articles`` state ``claim`` (a sentence an LLM wrote citing them):
+        the weighted share of its content words found whole in their text, title and headings
+        (rare words weigh most: 免费 or 营业执照 said of a clause that never says them is made up),
+        0.0 when it states a number none of them states (3个工作日 where the clause says 5).
+        Words, not bigrams: a paraphrase's colloquial glue (的话, 一般) is rare in the corpus too."""
+        clauses = [self.clause(article) for article in articles]
+        known = set().union(*(c.whole | c.context for c in clauses)) if clauses else set()
+        texts = {m.group(0) for article in articles for m in NUMBER_IN_CLAIM.finditer(normalise(article.text))}
+        if any(m.group(0) not in texts for m in NUMBER_IN_CLAIM.finditer(normalise(claim))):
+            return 0.0
+        words = [frozenset(self.units(w)) for w in content_words(self.synonyms.canonical(normalise(claim)))]
+        weights = [max((self._weight(u) for u in units), default=0.0) for units in words]
+        total = math.fsum(weights)
+        if not total:
+            return 0.0
+        return math.fsum(w for units, w in zip(words, weights) if units and units <= known) / total
+
+    def focus_share(self, query: Query, units: set[str] | frozenset[str]) -> float:
+        """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
+        asked about) found whole in ``units``; 1.0 when the question has none."""
+        words = [frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w)) for w in query.focus]
+        weights = [max((self._weight(u) for u in units_of), default=0.0) for units_of in words]
+        total = math.fsum(weights)
+        if not total:
+            return 1.0
+        return math.fsum(w for u, w in zip(words, weights) if u <= units) / total
+
     def quotes(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """Every sentence of the hits with its support, best first (ties keep retrieval order).
         ``kind`` is the kind of answer wanted (default: the one the question asks for)."""
@@ -243,9 +277,12 @@ class ClauseReader:
                     if not lead:
                         support *= self.settings.missing_kind_factor
                 quote = Quote(hit, sentence, support, lead, rank, coverage, own_weight / total if total else 0.0)
-                found.append((-support, rank, quote))
-        found.sort(key=lambda t: (t[0], t[1]))
-        return [quote for _, _, quote in found]
+                found.append((-support, -quote.own_coverage, rank, quote))
+        # Equal support: the sentence that says it in its own words, not through its clause's title
+        # (投诉几天能回复: 第二十一条's 投诉类工单5个工作日 before another plan's 2 个工作日内退回投诉,
+        # both titled 12345…投诉), then retrieval's order.
+        found.sort(key=lambda t: (t[0], t[1], t[2]))
+        return [quote for *_, quote in found]
 
     def _lead(self, sentence: str, kind: AnswerKind, weights: dict[str, float], named: tuple[str, ...] = ()) -> str:
         """The fragment (between commas) holding the kind of answer wanted, the most on-topic first.
@@ -254,5 +291,8 @@ class ClauseReader:
         fragments = [f for f in FRAGMENT_SPLIT.split(LIST_LABEL.sub("", sentence, count=1)) if kind.found_by.search(_without(f, named))]
         if not fragments:
             return ""
-        best = max(fragments, key=lambda f: math.fsum(weights.get(b, 0.0) for b in self.units(f)))
-        return best.strip().rstrip("，,；;：:。")
+        on_topic = [math.fsum(weights.get(b, 0.0) for b in self.units(f)) for f in fragments]
+        # Fragments the question does not tell apart are all the answer: 几天能回复 gets both 咨询类
+        # 2个工作日 and 投诉类 5个工作日, 投诉几天能回复 the complaint's alone.
+        best = [f.strip().rstrip("，,；;：:。") for f, w in zip(fragments, on_topic) if w >= max(on_topic) - 1e-9]
+        return "，".join(best[:MAX_LEAD_FRAGMENTS])

@@ -56,6 +56,11 @@ FEATURES = (
     # 工单2个工作日内办结反馈): the e5 cosine of question and sentence, and its gap to the best one.
     "sentence_cosine",
     "sentence_cosine_gap",
+    # A sentence holding *some* amount or deadline of another matter (30cm for 补多少, 公告时间 for
+    # 公示多少天): whether the fragment holding the answer, and the sentence, are about the words
+    # the question asks about (Query.focus).
+    "focus_in_lead",
+    "focus_in_sentence",
 )
 # Candidates judged per question: the reader's best sentences by support. The rest are not
 # embedded (each new sentence costs an embedding) and keep no verdict worth asserting.
@@ -212,6 +217,8 @@ def feature_rows(query: Query, quotes: list[Quote], reader: ClauseReader, cosine
                 float(_heading_line(quote)),
                 0.0,  # the cosines, below
                 0.0,
+                reader.focus_share(query, lead_units) if quote.lead or not query.focus else 0.0,
+                reader.focus_share(query, sentence_units),
             )
         )
     table = np.asarray(rows, dtype=np.float64)

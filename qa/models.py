@@ -30,6 +30,9 @@ class Query:
     named_places: tuple[str, ...] = ()  # the cities, counties and districts among them
     years: tuple[int, ...] = ()  # years it names (2019年)
     words: tuple[str, ...] = ()  # its content words (jieba), less words of asking
+    # The content words next to the words of asking (补贴 in 政府给不给补贴？补多少, 公示 in 公告期要
+    # 公示多少天): what the kind of answer is asked about, which the answering fragment must be about.
+    focus: tuple[str, ...] = ()
 
     @property
     def kind_name(self) -> str:

@@ -161,7 +161,8 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
     synonyms = synonyms or Synonyms([])
     expansions = synonyms.expansions(normalised)
     tokens = tokenize(text) + (tokenize(" ".join(expansions)) if expansions else [])
-    kind = (asked_kind(kind_from) if kind_from else None) or asked_kind(text)
+    kind_text = normalise(kind_from) if kind_from and asked_kind(kind_from) else normalised
+    kind = asked_kind(kind_text)
     places = place_words(text)
     return Query(
         text=text,
@@ -173,7 +174,31 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
         named_places=tuple(p for p in places if p.endswith(PLACE_SUFFIXES)),
         years=tuple(dict.fromkeys(int(y) for y in YEAR.findall(normalised))),
         words=content_words(normalised),
+        focus=focus_words(kind_text, kind),
     )
+
+
+# Content words on each side of the words of asking that say what is asked about.
+FOCUS_WORDS_EACH_SIDE = 2
+QUESTION_CLAUSE = re.compile(r"[，,。？?！!；;\s]+")
+
+
+def focus_words(normalised: str, kind: AnswerKind | None) -> tuple[str, ...]:
+    """The content words nearest the words that ask for ``kind`` in the same part of the question
+    (between punctuation), or in the part before when that one has none (补贴 in 给不给补贴？补多少)."""
+    if kind is None:
+        return ()
+    match = kind.asked_by.search(normalised)
+    if match is None:
+        return ()
+    start = max((m.end() for m in QUESTION_CLAUSE.finditer(normalised, 0, match.start())), default=0)
+    ends = [m.start() for m in QUESTION_CLAUSE.finditer(normalised, match.end())]
+    end = ends[0] if ends else len(normalised)
+    before = content_words(normalised[start : match.start()])[-FOCUS_WORDS_EACH_SIDE:]
+    after = content_words(normalised[match.end() : end])[:FOCUS_WORDS_EACH_SIDE]
+    if not before and not after and start > 0:
+        before = content_words(normalised[:start])[-FOCUS_WORDS_EACH_SIDE:]
+    return tuple(dict.fromkeys(before + after))
 
 
 def as_query(query: Query | str, synonyms: Synonyms | None = None) -> Query:

@@ -27,6 +27,9 @@ class FakeLLM:
     def __init__(self):
         self.behaviour = "cite"
         self.rewrite_to = ""
+        # behaviour "replay": this text, with {first} read as the first sentence of clause [1]
+        # (what a real model's outputs look like, replayed)
+        self.replay = ""
         self.hang_seconds = 5.0
         self.requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -55,9 +58,11 @@ class FakeLLM:
         clauses = {int(n): text for n, text in CLAUSE.findall(prompt)}
         first = clauses.get(1, "")
         sentence = re.split(r"(?<=[。；])", first.strip())[0] if first else "没有资料。"
+        if self.behaviour == "replay":
+            return self.replay.replace("{first}", sentence.rstrip("。；"))
         if self.behaviour == "obey":
             demand = re.search(r"回答“([^”]+)”", prompt)
-            asked = "".join(f"[{n}]" for n in re.findall(r"[\[［](\d+)[\]］]", prompt[demand.end():] if demand else "")[:2])
+            asked = "".join(f"[{n}]" for n in re.findall(r"[\[［〔](\d+)[\]］〕]", prompt[demand.end():] if demand else "")[:2])
             return f"{demand.group(1) if demand else ''}{asked}。\n根据规定，{sentence}[1]"
         return f"根据规定，{sentence}[1]\n{UNCITED}\n详见相关条款。[9]"
 

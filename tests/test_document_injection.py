@@ -84,7 +84,7 @@ def test_the_planted_text_reaches_the_model_fenced_as_data(searcher, fake_llm):
     assert human.count("<<<") == human.count(">>>") == len(blocks), "the document could not close or open a fence"
     planted = [text for _, text in blocks if "忽略以上规定" in text]
     assert len(planted) == 1, "the planted text is inside one clause's fence"
-    assert "[7]" not in planted[0] and "［7］" in planted[0], "its citation markers cannot pass for real ones"
+    assert "[7]" not in planted[0] and "〔7〕" in planted[0], "its citation markers cannot pass for real ones"
     assert answer.mode == "llm" and not answer.refused
     check_citations_are_the_answers_own(answer)
 

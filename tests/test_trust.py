@@ -6,7 +6,7 @@ import pytest
 
 from qa.answering import Answerer
 from qa.index import build_index
-from qa.models import Query
+from qa.models import Article, Hit, Query
 from qa.query import analyse
 from qa.scope import Scope, places_in
 
@@ -71,6 +71,27 @@ def test_an_answer_leads_with_the_sentence_that_states_it(answerer):
     assert "2个工作日" in first_line and "[1]" in first_line
 
 
+def test_a_complaint_question_leads_with_the_complaint_time_limit(answerer):
+    # 第二十一条: 投诉类工单5个工作日; another plan's "2 个工作日内退回投诉" (a department returning a
+    # complaint that is not its own) covers the question as well only through its title
+    answer = answerer.answer("通过12345热线投诉，多长时间给我答复")
+    first_line = answer.text.splitlines()[0]
+    assert answer.grade == "answer" and "5个工作日" in first_line and "退回" not in first_line
+
+
+def test_a_question_that_does_not_say_which_kind_leads_with_every_time_limit(answerer):
+    # 反映问题 is no one kind of work order: the consultation's 2 days and the complaint's 5 both answer
+    answer = answerer.answer("给12345反映个情况，要等几天才有回复")
+    first_line = answer.text.splitlines()[0]
+    assert "2个工作日" in first_line and "5个工作日" in first_line
+
+
+def test_fragments_the_question_tells_apart_lead_alone(answerer):
+    article = Article(id="t", doc_id="d", label="第一条", path=["第一条"], text="咨询类工单2个工作日内办结，投诉类工单5个工作日内办结。", start=0, end=0)
+    quote = answerer.reader.quotes(answerer.reader.analyse("投诉类工单几个工作日办结"), [Hit(article, 1.0)])[0]
+    assert quote.lead == "投诉类工单5个工作日内办结"
+
+
 def test_a_question_no_clause_states_is_related_or_none_and_asserts_nothing(answerer):
     # the 12345 rules say how fast, not what the operators earn
     answer = answerer.answer("12345热线的话务员一个月工资多少钱")
@@ -114,6 +135,18 @@ def test_unrelated_questions_after_a_follow_up_get_their_own_answers(answerer):
 
 
 # -- the question is analysed once -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("question", "focus"),
+    [
+        ("饭馆装了燃气报警器，政府给不给补贴？补多少", {"补贴"}),  # the part before, when the asking part has none
+        ("企业简易注销，公告期要公示多少天？", {"公告", "公示"}),
+        ("我想问一下", set()),  # asks for no kind of answer
+    ],
+)
+def test_the_focus_is_what_the_kind_of_answer_is_asked_about(question, focus):
+    assert set(analyse(question).focus) >= focus and (focus or not analyse(question).focus)
+
+
 def test_a_query_carries_what_every_step_needs(settings):
     from qa.keywords import Synonyms
 
