@@ -101,6 +101,7 @@ class Reading:
     support: float  # the best sentence's verdict (or, without a judge, its support)
     query: Query | None = None
     outside: str = ""  # why the question is outside what the corpus covers ("" when it is not)
+    local: tuple[str, ...] = ()  # counties it names that have no documents of their own (Scope.local_elsewhere)
     related: bool = True  # some clause shares most of the question's content words
     threshold: float = 0.0  # the verdict an answer needs
     reader_support: float = 1.0  # the reader's support alone, which must reach ``gate``
@@ -113,6 +114,8 @@ class Reading:
     @property
     def answered(self) -> bool:
         if self.outside:
+            return False
+        if self.local and not self.names_article:
             return False
         return self.names_article or (bool(self.quotes) and self.support >= self.threshold and self.reader_support >= self.gate)
 
@@ -166,7 +169,8 @@ class Answerer:
         elif reading.names_article:
             yield self.lookup_answer(base, reading.hits)
         elif not reading.answered:
-            yield self.refusal(base, reading.usable, related=reading.grade == "related")
+            why = f"现有文件中没有{'、'.join(reading.local)}本地的规定。" if reading.local else ""
+            yield self.refusal(base, reading.usable, related=reading.grade == "related", why=why)
         elif self.generator is None:
             yield self.extractive_answer(base, reading.quotes)
         else:
@@ -180,7 +184,7 @@ class Answerer:
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         query = self.reader.analyse(standalone, kind_from=question)
         ranking = self.retrieve(query, filters, context)
-        hits = ranking.hits
+        hits = self.searcher.by_verdict(ranking)
         usable = [hit for hit in hits if applies_to(hit.article, list(query.named_places))]
         quotes = self.quotes_of(ranking, usable[: self.settings.answer_clauses])
         outside = self.scope.outside(query, hits)
@@ -194,6 +198,7 @@ class Answerer:
             self.support(quotes, usable),
             query=query,
             outside=outside,
+            local=tuple(self.scope.local_elsewhere(query)) if not outside else (),
             related=self.is_related(query, usable[: self.settings.answer_clauses]),
             threshold=self.threshold,
             reader_support=self.reader_support(quotes, usable),
@@ -300,6 +305,7 @@ class Answerer:
             return ranking
         seen = {hit.article.id for hit in preferred.hits}
         preferred.hits = preferred.hits + [hit for hit in ranking.hits if hit.article.id not in seen]
+        preferred.retrieved = None  # the host page's document first, whatever the verdicts
         return preferred
 
     # -- the kinds of answer ------------------------------------------------------------------------
@@ -314,13 +320,14 @@ class Answerer:
         citations = [Citation(n, hit) for n, hit in enumerate(named, start=1)]
         return replace(base, text="\n\n".join(lines), citations=citations, mode="lookup")
 
-    def refusal(self, base: Answer, hits: list[Hit], related: bool = True) -> Answer:
+    def refusal(self, base: Answer, hits: list[Hit], related: bool = True, why: str = "") -> Answer:
         """No clause states the answer. Related: said plainly, then the closest clauses as 可能相关,
-        asserting nothing. None: nothing related; what the documents cover is said instead."""
+        asserting nothing. None: nothing related; what the documents cover is said instead.
+        ``why``: a sentence saying why, when there is more to say than that no clause states it."""
         if not related:
-            return self.not_covered(base, "")
+            return self.not_covered(base, why)
         closest = hits[: self.settings.answer_clauses]
-        lines = [self.prompts.related]
+        lines = [why, self.prompts.related] if why else [self.prompts.related]
         if closest:
             lines.append(POSSIBLY_RELATED)
             lines += [f"[{n}] {_title_of(hit)}" for n, hit in enumerate(closest, start=1)]

@@ -147,13 +147,13 @@ class Settings:
     refusal_threshold: float = 0.035
     # The judge (qa/judging.py): learned weights over the reader's and retrieval's signals and the
     # e5 cosine of question and sentence, and the verdict above which a sentence is taken to state
-    # the answer; trained by `python -m qa train-judge` (qa/judge_training.py). On the two held-out
-    # sets (150 questions, never trained on), against the reader alone: unanswerable questions given
-    # no answer 0.72 -> 0.84 and 0.56 -> 0.72, answerable ones 0.00 -> 0.10 and 0.06 -> 0.08
-    # (README, "Answers"), but it refuses the flagship 打12345反映问题几天能回复 (verdict 0.45). Off
-    # by default until it does not: "" = no judge, the reader's support and refusal_threshold
-    # decide; QA_JUDGE_FILE=qa/data/judge.json turns it on.
-    judge_file: Path = Path("")
+    # the answer; trained by `python -m qa train-judge` (qa/judge_training.py). On the two holdout
+    # sets and the conversations (never trained on), against the reader alone (2026-12-02, README
+    # "Answers"): unanswerable questions given no answer 0.84 -> 0.92, 0.68 -> 0.80, 0.65 -> 0.77;
+    # answerable ones given none 0.04 -> 0.06, 0.10 -> 0.12, 0.03 -> 0.05. A wrong answer costs more
+    # than a "related" reply that shows the clause, so it is on; "" = no judge (the reader's support
+    # and refusal_threshold decide), which is also what a judge trained on other signals falls to.
+    judge_file: Path = PROJECT_ROOT / "qa" / "data" / "judge.json"
     # A question no sentence answers is "related" (the closest clauses shown as 可能相关) when a clause
     # holds at least this weighted share of its content words, "none" otherwise. Both grades assert
     # nothing, so this only decides whether clauses are worth showing.

@@ -241,6 +241,8 @@ class ClauseReader:
         """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
         asked about) found whole in ``units``; 1.0 when the question has none."""
         words = [frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w)) for w in query.focus]
+        # a word the corpus never uses (县里, 报完) cannot be asked of its sentences
+        words = [units for units in words if units and all(u in self._document_frequency for u in units)]
         weights = [max((self._weight(u) for u in units_of), default=0.0) for units_of in words]
         total = math.fsum(weights)
         if not total:
@@ -273,14 +275,19 @@ class ClauseReader:
                 support = coverage
                 lead = ""
                 if kind is not None:
-                    lead = self._lead(sentence, kind, weights, named)
+                    # an amount or a deadline in a sentence about none of what is asked about (30cm
+                    # for 补贴补多少) is another matter's, not the answer
+                    if self.focus_share(query, units | clause.context) > 0.0:
+                        lead = self._lead(sentence, kind, weights, named)
                     if not lead:
                         support *= self.settings.missing_kind_factor
                 quote = Quote(hit, sentence, support, lead, rank, coverage, own_weight / total if total else 0.0)
-                found.append((-support, -quote.own_coverage, rank, quote))
-        # Equal support: the sentence that says it in its own words, not through its clause's title
-        # (投诉几天能回复: 第二十一条's 投诉类工单5个工作日 before another plan's 2 个工作日内退回投诉,
-        # both titled 12345…投诉), then retrieval's order.
+                lead_share = math.fsum(weights.get(b, 0.0) for b in self.units(lead)) / total if lead and total else 0.0
+                found.append((-support, -lead_share, rank, quote))
+        # Equal support: the sentence whose answering fragment holds more of the question (投诉几天
+        # 能回复: 第二十一条's 投诉…类工单5个工作日内办结反馈 before another plan's 2 个工作日内退回投诉,
+        # both titled 12345…投诉; 几个工作日能办结: 办结反馈's 2 and 5 days before 重办期限5个工作日),
+        # then retrieval's order.
         found.sort(key=lambda t: (t[0], t[1], t[2]))
         return [quote for *_, quote in found]
 

@@ -32,6 +32,7 @@ class Ranking:
     hits: list[Hit]
     quotes: list[Quote]
     read: frozenset[str]  # ids of the clauses whose sentences are in ``quotes``
+    retrieved: list[Hit] | None = None  # the hits in retrieval's own order, before reranking
 
 
 class RerankedSearcher:
@@ -68,6 +69,13 @@ class RerankedSearcher:
         ranking.hits = ranking.hits[:k]
         return ranking
 
+    def by_verdict(self, ranking: Ranking) -> list[Hit]:
+        """The ranking's hits reordered by the judge's verdicts instead of the reader's support (as
+        many as it has): the order an answer cites clauses in. Without a judge, as they are."""
+        if self.judge is None or ranking.retrieved is None:
+            return ranking.hits
+        return self.reorder(ranking.retrieved, ranking.quotes, lambda quote: quote.score)[: len(ranking.hits)]
+
     def read(self, query: Query, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """The sentences of ``hits``, read and judged, best first."""
         quotes = self.reader.quotes(query, hits, kind or query.kind)
@@ -82,21 +90,32 @@ class RerankedSearcher:
         s = self.settings
         head = hits[: max(s.rerank_clauses, 1)]
         quotes = self.read(query, head, kind)
-        ranking = Ranking(query, hits, quotes, frozenset(hit.article.id for hit in head))
+        ranking = Ranking(query, hits, quotes, frozenset(hit.article.id for hit in head), retrieved=hits)
+        # By the reader's support, not the judge's verdict: ranked by verdict, Recall@1 fell on dev
+        # 0.917 -> 0.847 and on holdout B 0.840 -> 0.800 (A 0.880 -> 0.900; 2026-12-02).
+        ranking.hits = self.reorder(hits, quotes, lambda quote: quote.support)
+        return ranking
+
+    def reorder(self, hits: list[Hit], quotes: list[Quote], score) -> list[Hit]:
+        """``hits`` with the first ``rerank_clauses`` rescored by their best sentence's ``score``
+        (the reader's support for retrieval; the judge's verdict for the clauses an answer cites,
+        where it does better: holdout B answerable questions given no answer 0.12 against 0.16);
+        ``quotes`` are pointed at the reordered hits."""
+        s = self.settings
         if not s.rerank_weight or s.rerank_clauses < 2 or len(hits) < 2 or hits[0].via == "lookup":
-            return ranking
+            return hits
         head, tail = hits[: s.rerank_clauses], hits[s.rerank_clauses :]
         best: dict[str, float] = {}
-        for quote in quotes:  # best first
-            best.setdefault(quote.hit.article.id, quote.score)
+        for quote in quotes:
+            best[quote.hit.article.id] = max(best.get(quote.hit.article.id, 0.0), score(quote))
         scale = 1.0 + s.rerank_weight
         rescored = [replace(hit, score=(hit.score + s.rerank_weight * best.get(hit.article.id, 0.0)) / scale) for hit in head]
         rescored.sort(key=lambda hit: -hit.score)  # stable: ties keep the retrieval order
-        ranking.hits = rescored + [replace(hit, score=hit.score / scale) for hit in tail]
         by_id = {hit.article.id: (rank, hit) for rank, hit in enumerate(rescored)}
-        for quote in quotes:  # the quotes point at the reranked hits, ranked as they now are
-            quote.rank, quote.hit = by_id[quote.hit.article.id]
-        return ranking
+        for quote in quotes:  # the quotes point at the reordered hits, ranked as they now are
+            if quote.hit.article.id in by_id:
+                quote.rank, quote.hit = by_id[quote.hit.article.id]
+        return rescored + [replace(hit, score=hit.score / scale) for hit in tail]
 
 
 def reranked(searcher, settings: Settings) -> RerankedSearcher:

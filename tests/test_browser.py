@@ -90,6 +90,9 @@ def test_chat_answer_cites_a_clause_that_opens_highlighted_in_the_document(brows
     from selenium.webdriver.common.keys import Keys
 
     browser.get(web.url + "/")
+    # the page says what the documents cover, read from them (regions, years, how many)
+    coverage = wait_for(browser, lambda d: [e for e in css(d, "#qa-coverage") if "份政策文件" in e.text])[0]
+    assert "宁夏回族自治区" in coverage.text and "年" in coverage.text
     ask(browser, QUESTION)
     bot = browser.find_element("css selector", "#qa-chatbot").text
     assert "[1]" in bot and "2年" in bot
@@ -247,6 +250,7 @@ def test_example_host_page_embeds_the_widget(browser, web, host_site):
         title = wait_for(browser, lambda d: [e for e in css(d, "#qa-widget-title") if "正在咨询" in e.text])[0]
         assert "12345政务服务便民热线运行管理办法" in title.text
         assert not css(browser, "button[role='tab']"), "the widget is chat only"
+        assert wait_for(browser, lambda d: [e for e in css(d, "#qa-coverage") if "份政策文件" in e.text])
         ask(browser, "通话录音保存多久？")
         assert "[1]" in css(browser, "#qa-chatbot")[0].text
     finally:

@@ -53,6 +53,27 @@ def test_the_sentence_stating_the_time_limit_is_judged_above_one_that_does_not(j
     assert others and best.verdict > max(q.verdict for q in others)
 
 
+def test_a_sentence_holding_no_answer_of_the_kind_asked_is_no_answer(judged):
+    # asks for a time limit: sentences on the hotline that hold none get no verdict, however close
+    reading = judged.read("向12345热线投诉以后，几个工作日能收到答复？")
+    assert reading.query.kind is not None and reading.query.kind.name == "duration"
+    assert all(q.verdict == 0.0 for q in reading.quotes if not q.lead)
+    assert reading.quotes[0].lead
+
+
+def test_search_is_ordered_by_the_reader_and_an_answer_by_the_judge(judged):
+    ranking = judged.searcher.rank(judged.reader.analyse("12345热线工单延期最多几次"))
+    head = judged.settings.rerank_clauses
+    support = {}
+    for quote in ranking.quotes:
+        support[quote.hit.article.id] = max(support.get(quote.hit.article.id, 0.0), quote.support)
+    reranked = [hit.article.id for hit in ranking.hits[:head]]
+    retrieved = {hit.article.id: hit.score for hit in ranking.retrieved}
+    # the reordered head follows retrieval score + the reader's support, best first
+    keys = [retrieved[i] + judged.settings.rerank_weight * support.get(i, 0.0) for i in reranked]
+    assert keys == sorted(keys, reverse=True)
+
+
 def test_feature_rows_have_one_row_per_quote_and_gaps_to_the_best(judged):
     reading = judged.read("保障性租赁住房以建筑面积不超过多少平方米的小户型为主？")
     quotes = reading.quotes[:6]

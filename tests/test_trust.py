@@ -37,7 +37,17 @@ def test_a_place_outside_the_corpus_is_not_covered_and_the_scope_is_said(answere
 def test_a_ningxia_place_without_documents_of_its_own_is_not_outside(answerer):
     # 银川 has no document of its own, but the region's documents apply there
     reading = answerer.read("在银川打12345反映问题，几个工作日能办结？")
-    assert not reading.outside
+    assert not reading.outside and reading.answered
+    first_line = next(answerer.respond(reading)).text.splitlines()[0]
+    assert "5个工作日" in first_line and "重办" not in first_line
+
+
+@pytest.mark.parametrize("question", ["平罗县的养老服务补贴怎么申领", "盐池县政务服务大厅几点上班"])
+def test_a_county_without_documents_of_its_own_gets_no_answer_but_what_is_related(answerer, question):
+    # the corpus holds the region's documents and three districts' and counties', not 平罗县's or 盐池县's
+    answer = answerer.answer(question)
+    county = question[:3]
+    assert answer.refused and answer.grade in ("related", "none") and f"没有{county}本地的规定" in answer.text
 
 
 def test_county_short_names_that_are_ordinary_words_are_no_places():
@@ -71,10 +81,11 @@ def test_an_answer_leads_with_the_sentence_that_states_it(answerer):
     assert "2个工作日" in first_line and "[1]" in first_line
 
 
-def test_a_complaint_question_leads_with_the_complaint_time_limit(answerer):
+@pytest.mark.parametrize("question", ["打12345投诉几天能回复", "我在12345投诉了，几天能有回复"])
+def test_a_complaint_question_leads_with_the_complaint_time_limit(answerer, question):
     # 第二十一条: 投诉类工单5个工作日; another plan's "2 个工作日内退回投诉" (a department returning a
     # complaint that is not its own) covers the question as well only through its title
-    answer = answerer.answer("通过12345热线投诉，多长时间给我答复")
+    answer = answerer.answer(question)
     first_line = answer.text.splitlines()[0]
     assert answer.grade == "answer" and "5个工作日" in first_line and "退回" not in first_line
 

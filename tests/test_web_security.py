@@ -218,9 +218,13 @@ def as_client(address: str) -> dict:
 def test_rate_limit_is_per_client_and_answers_429_in_chinese(strict):
     citizen, other = as_client("10.9.0.1"), as_client("10.9.0.2")
     with httpx.Client(base_url=strict.url, timeout=60) as session:
-        assert [session.get("/api/documents", headers=citizen).status_code for _ in range(5)] == [200] * 5
-        limited = session.get("/api/documents", headers=citizen)
+        # the burst of 5, then as many as refilled (one a second) while they ran: timed, not
+        # assumed, so a busy machine does not fail it
+        start, answered = time.monotonic(), 0
+        while (limited := session.get("/api/documents", headers=citizen)).status_code == 200 and answered < 30:
+            answered += 1
         assert limited.status_code == 429
+        assert 5 <= answered <= 5 + int(time.monotonic() - start) + 1
         assert limited.json()["detail"] == "请求过于频繁，请稍后再试。"
         assert int(limited.headers["retry-after"]) >= 1
         # The Gradio queue and the admin API count against the same allowance (no token guessing).

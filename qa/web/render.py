@@ -126,6 +126,12 @@ def render_answer(answer: Answer, base: str = "", final: bool = True) -> str:
     return "\n\n".join(parts)
 
 
+def coverage_line(description: str) -> str:
+    """What the documents cover (Scope.describe: regions, years, number and kinds of document),
+    as HTML text: region names come from the documents, so they are escaped, never rendered."""
+    return f'<p class="qa-coverage"><small>{esc(description)}</small></p>'
+
+
 def widget_heading(context: str = "") -> str:
     """The widget's heading (a gr.Markdown): its name and, when the host page gave one, the policy
     being asked about. The context comes from the page's address, so it is shown as text only: a

@@ -26,6 +26,7 @@ from qa.web.library import (
 )
 from qa.web.render import (
     HOTLINE_HANDOFF,
+    coverage_line,
     esc,
     render_answer,
     render_document,
@@ -109,6 +110,10 @@ class ChatHandlers:
         self.library = library
         self.feedback = feedback
         self.page = page
+
+    def coverage(self) -> str:
+        """What the documents cover, read from the current index (it changes with an upload)."""
+        return coverage_line(self.library.answerer.scope.describe())
 
     def respond(self, message: str, history: list, exchanges: list, context: str, request: gr.Request):
         """Streams the answer into the chat; the last update carries the cited clauses."""
@@ -373,6 +378,7 @@ def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admi
         with gr.Row():
             gr.Markdown("# 政策问答\n根据政府公报中的政策文件回答问题，并注明所依据的文件和条款。")
             toggle = large_text_toggle()
+        coverage = gr.HTML(elem_id="qa-coverage")
         no_context = gr.State("")
         with gr.Tabs():
             with gr.Tab("政策问答", id="chat", elem_id="qa-tab-chat"):
@@ -385,6 +391,7 @@ def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admi
                 admin_panel(admin_handlers)
         gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
         page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)
+        page.load(chat.coverage, None, coverage, api_name="coverage")
         page.load(desk.filter_choices, None, filters + [browse_region])
         page.load(desk.browse, [browse_region], [listing, chosen])
     return with_queue(page, settings)
@@ -399,7 +406,9 @@ def build_widget(library: Library, feedback: FeedbackLog) -> gr.Blocks:
             note = gr.Markdown(widget_heading(), elem_id="qa-widget-title")
             toggle = large_text_toggle()
         chat_panel(chat, context, height=360, examples=False)
+        coverage = gr.HTML(elem_id="qa-coverage")
         gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
+        page.load(chat.coverage, None, coverage, api_name="coverage")
 
         def take_context(given: str, request: gr.Request):
             params = dict(getattr(request, "query_params", None) or {})
