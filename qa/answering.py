@@ -4,13 +4,15 @@
    context of the conversation: rewritten by the LLM when one is configured, otherwise carried on
    the earlier question's subject.
 2. Retrieval; a question that names an article (《XX办法》第十六条) gets the article itself.
-3. The clauses are read sentence by sentence (qa/extractive.py). When the best sentence of the top
-   clause does not support the question, the answer is a refusal that points to the 12345 hotline
-   and lists the closest clauses as 可能相关, without asserting them.
+3. The clauses are read sentence by sentence (qa/extractive.py) and judged (qa/judging.py). When no
+   sentence of the first clauses states the answer, the reply is "related" (the closest clauses as
+   可能相关, asserting nothing) or "none" (outside what the documents cover, said with their scope),
+   with the 12345 hotline.
 4. Without an LLM the answer quotes the supporting sentences verbatim, leading with the direct
    answer (the number, the deadline, the department). With an LLM the answer is streamed, then
-   checked: unknown [n] removed, uncited sentences dropped; if the endpoint fails, times out or
-   returns nothing usable, the extractive answer is given.
+   checked: unknown [n] removed, uncited sentences dropped, and so are sentences the clauses they
+   cite do not state (``states``); if nothing is left, or the endpoint fails, times out or returns
+   nothing usable, the extractive answer is given.
 """
 
 from __future__ import annotations

@@ -63,9 +63,14 @@ def applies_to(article: Article, places: list[str]) -> bool:
 
 
 # Numbers a claim states (5 in 5个工作日, 70 in 70平方米), each of which its clause must hold.
-NUMBER_IN_CLAIM = re.compile(r"(?<![\d.])\d+(?:\.\d+)?\s*[\u4e00-\u9fff%％]?")
+NUMBER_IN_CLAIM = re.compile(r"(?<![\d.])\d+(?:\.\d+)?[\u4e00-\u9fff%％]?")
 # Fragments an answer leads with when the question does not tell them apart (more is a list, not a lead).
 MAX_LEAD_FRAGMENTS = 3
+
+
+def _unspaced(text: str) -> str:
+    """``text`` normalised without whitespace (PDF text spaces numbers out: 在 1 个工作日内)."""
+    return re.sub(r"\s+", "", normalise(text))
 
 
 def _without(text: str, numbers: tuple[str, ...]) -> str:
@@ -220,22 +225,30 @@ class ClauseReader:
         return QuestionContent(weights, math.fsum(weights.values()), words)
 
     def claim_support(self, claim: str, articles: list[Article]) -> float:
-        """How far the clauses ``articles`` state ``claim`` (a sentence an LLM wrote citing them):
-        the weighted share of its content words found whole in their text, title and headings
-        (rare words weigh most: 免费 or 营业执照 said of a clause that never says them is made up),
-        0.0 when it states a number none of them states (3个工作日 where the clause says 5).
-        Words, not bigrams: a paraphrase's colloquial glue (的话, 一般) is rare in the corpus too."""
-        clauses = [self.clause(article) for article in articles]
-        known = set().union(*(c.whole | c.context for c in clauses)) if clauses else set()
-        texts = {m.group(0) for article in articles for m in NUMBER_IN_CLAIM.finditer(normalise(article.text))}
-        if any(m.group(0) not in texts for m in NUMBER_IN_CLAIM.finditer(normalise(claim))):
-            return 0.0
+        """How far one of the clauses ``articles`` states ``claim`` (a sentence an LLM wrote citing
+        them), the best of them: the weighted share of the claim's content words found whole in the
+        clause, its title and headings (rare words weigh most: 免费 or 营业执照 said of a clause that
+        never says them is made up), 0.0 for a clause that does not hold every number the claim
+        states with its unit (3个工作日 where the clause says 5). One clause must state it: words
+        gathered from several clauses cited together do not. Words, not bigrams: a paraphrase's
+        colloquial glue (的话, 一般) is rare in the corpus too. Numbers swapped between the matters
+        of one clause (2 and 5 days) are not caught."""
         words = [frozenset(self.units(w)) for w in content_words(self.synonyms.canonical(normalise(claim)))]
         weights = [max((self._weight(u) for u in units), default=0.0) for units in words]
         total = math.fsum(weights)
-        if not total:
-            return 0.0
-        return math.fsum(w for units, w in zip(words, weights) if units and units <= known) / total
+        stated = {m.group(0) for m in NUMBER_IN_CLAIM.finditer(_unspaced(claim))}
+        best = 0.0
+        for article in articles:
+            clause = self.clause(article)
+            doc = article.document
+            text = _unspaced(" ".join([doc.title if doc else "", " ".join(article.path), article.text]))
+            if not stated <= {m.group(0) for m in NUMBER_IN_CLAIM.finditer(text)}:
+                continue
+            if not total:
+                continue
+            known = clause.whole | clause.context
+            best = max(best, math.fsum(w for units, w in zip(words, weights) if units and units <= known) / total)
+        return best
 
     def focus_share(self, query: Query, units: set[str] | frozenset[str]) -> float:
         """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
@@ -250,7 +263,8 @@ class ClauseReader:
         return math.fsum(w for u, w in zip(words, weights) if u <= units) / total
 
     def quotes(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
-        """Every sentence of the hits with its support, best first (ties keep retrieval order).
+        """Every sentence of the hits with its support, best first (ties go to the answering
+        fragment holding more of the question, then to retrieval order).
         ``kind`` is the kind of answer wanted (default: the one the question asks for)."""
         query = as_query(query, self.synonyms)
         content = self.content(query)

@@ -21,6 +21,9 @@ CITATION = re.compile(r"\[(\d{1,3})\]")
 # Citation forms models write besides [1]: 【1】, ［1］, [1,2], [1、2] (read as [1][2]). Item numbers
 # inside clauses (29.) carry no brackets, and clauses are labelled 条款[n], so they are not read as these.
 CITATION_FORM = re.compile(r"[\[【［]\s*(\d{1,3}(?:\s*[,，、]\s*\d{1,3})*)\s*[\]】］]")
+# A pointer sentence is short; longer text is not matched against POINTER at all (its optional
+# parts backtrack on long runs of spaces).
+MAX_POINTER_CHARS = 30
 # What those brackets become in clause text given to the model.
 CLAUSE_BRACKETS = str.maketrans({"[": "〔", "]": "〕", "［": "〔", "］": "〕", "【": "〔", "】": "〕"})
 # Sentence ends, keeping the end mark (and any citations right after it) with the sentence; an
@@ -29,8 +32,10 @@ SENTENCE_END = re.compile(r"(?:(?<=[。！？!?；;\n])|(?<=[a-zA-Z\u4e00-\u9fff
 # A sentence that only points at its sources (依据条款 [2]。): its citations belong to the sentence
 # before it, which states what they support.
 POINTER = re.compile(r"[\s（(]*(以上|上述)?(内容)?(依据|根据|参见|参照|详见|见|出自|来源|引自|来自|(?i:see|source|sources))?[于自]?\s*(相关|上述|以上)?(条款|规定|文件|资料|政策)?(原文)?[\s：:。.，,；;）)]*")
-# A piece this short without a citation is a connective or a heading ("依据如下："), not a claim.
+# A piece this short without a citation, ending like a heading ("依据如下："), is a connective, not a
+# claim; a short uncited claim (不收费。) is dropped like a long one.
 MAX_UNCITED_CHARS = 8
+CONNECTIVE_END = re.compile(r"[：:]\s*$")
 # Markers our clause fences use; removed from clause text so a document cannot close a fence early.
 FENCE = re.compile(r"<<<|>>>")
 
@@ -64,7 +69,7 @@ def clause_block(n: int, hit: Hit) -> str:
     doc = article.document
     head = " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(article.path)]))
     text = FENCE.sub("", article.text).translate(CLAUSE_BRACKETS)
-    return f"<<<条款[{n}] {FENCE.sub('', head)}\n{text}\n>>>"
+    return f"<<<条款[{n}] {FENCE.sub('', head).translate(CLAUSE_BRACKETS)}\n{text}\n>>>"
 
 
 def format_history(history: list[tuple[str, str]]) -> str:
@@ -104,7 +109,7 @@ def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]
         valid = list(dict.fromkeys(n for n in numbers if 1 <= n <= clauses))
         sentence = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= clauses else "", sentence)
         bare = CITATION.sub("", sentence).strip()
-        if POINTER.fullmatch(bare):
+        if len(bare) <= MAX_POINTER_CHARS and POINTER.fullmatch(bare):
             claim = next((p for p in reversed(pieces) if p[2]), None)
             if claim is not None:
                 claim[1] += [n for n in valid if n not in claim[1]]
@@ -115,7 +120,7 @@ def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]
         if not bare:
             kept.append(sentence)
             continue
-        if not valid and len(bare) > MAX_UNCITED_CHARS:
+        if not valid and (len(bare) > MAX_UNCITED_CHARS or not CONNECTIVE_END.search(bare)):
             dropped.append(bare)
             continue
         if valid and supported is not None and not supported(bare, valid):

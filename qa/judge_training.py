@@ -77,6 +77,14 @@ class Example:
     labels: np.ndarray  # 1 = the candidate holds the gold
     fold: int
     support: float = 0.0  # the reader's support, the gate the judge's verdict is added to
+    # 1 = the candidate may be an answer: it holds the kind of answer asked, or none is asked
+    # (Judge.judge gives the others no verdict)
+    eligible: np.ndarray | None = None
+
+    def verdicts(self, judge: Judge) -> np.ndarray:
+        """The judge's verdicts on the candidates, as the answer step takes them."""
+        verdicts = judge.probabilities(self.rows)
+        return verdicts if self.eligible is None else verdicts * self.eligible
 
 
 def collect(answerer, questions: list[tuple[str, Question]]) -> tuple[list[Example], list[tuple[str, Question, str]]]:
@@ -87,12 +95,23 @@ def collect(answerer, questions: list[tuple[str, Question]]) -> tuple[list[Examp
         if reading.outside or reading.names_article:
             ruled.append((set_name, question, "outside" if reading.outside else "lookup"))
             continue
-        quotes = reading.quotes[:JUDGED_CANDIDATES]
+        quotes = served_candidates(answerer, reading.query)
         cosines = answerer.searcher.cosines.of(reading.query, quotes) if quotes else None
         rows = feature_rows(reading.query, quotes, answerer.reader, cosines) if quotes else np.zeros((0, len(FEATURES)))
         labels = np.array([holds_gold(q.sentence, question.quotes) for q in quotes], dtype=float) if question.quotes else np.zeros(len(quotes))
-        examples.append(Example(question, set_name, rows, labels, fold_of(question), reading.support))
+        eligible = np.array([bool(q.lead) or reading.query.kind is None for q in quotes], dtype=float)
+        examples.append(Example(question, set_name, rows, labels, fold_of(question), reading.support, eligible))
     return examples, ruled
+
+
+def served_candidates(answerer, query) -> list:
+    """The sentences the judge sees when serving this question (RerankedSearcher.read): the
+    reader's best of the head retrieval returns, fresh, with retrieval's ranks and scores (the
+    answer step's quotes have been reordered since)."""
+    searcher, s = answerer.searcher, answerer.settings
+    k = max(s.answer_clauses, s.llm_clauses, s.rerank_clauses)
+    head = searcher.inner.search(query, k=k)[: max(s.rerank_clauses, 1)]
+    return answerer.reader.quotes(query, head, query.kind)[:JUDGED_CANDIDATES]
 
 
 def fit(examples: list[Example]) -> Judge:
@@ -135,7 +154,7 @@ def held_out(examples: list[Example], gate: float = 0.0) -> list[Outcome]:
             if not len(example.rows):
                 outcomes.append(Outcome(example, 0.0, False, gate))
                 continue
-            verdicts = judge.probabilities(example.rows)
+            verdicts = example.verdicts(judge)
             best = int(np.argmax(verdicts))
             outcomes.append(Outcome(example, float(verdicts[best]), bool(example.labels[best]), gate))
     return outcomes

@@ -174,7 +174,8 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
         named_places=tuple(p for p in places if p.endswith(PLACE_SUFFIXES)),
         years=tuple(dict.fromkeys(int(y) for y in YEAR.findall(normalised))),
         words=content_words(normalised),
-        focus=focus_words(kind_text, kind),
+        # a follow-up that asks only (补多少) is about what the question it follows was about
+        focus=focus_words(kind_text, kind) or (focus_words(normalised, kind) if kind_text != normalised else ()),
     )
 
 

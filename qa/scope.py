@@ -141,10 +141,15 @@ class Scope:
         of their own (平罗县 when the corpus holds 惠农区's and the region's): what the question asks
         of the county itself (its office, its subsidy) no document states, though the region's
         rules apply there too."""
-        if not self.provinces or any(name in query.normalised for name in self.region_names):
+        if not self.provinces:
             return []
         full, _ = _gazetteer()
-        return [name for name in divisions_in(query.normalised) if name in county_names() and full.get(name, frozenset()) & self.provinces]
+        # 宁夏平罗县 and 石嘴山市平罗县 name the county as much as 平罗县 does
+        return [
+            name
+            for name in divisions_in(query.normalised)
+            if name in county_names() and name not in self.region_names and full.get(name, frozenset()) & self.provinces
+        ]
 
     def years_elsewhere(self, query: Query, hits: list[Hit]) -> list[int]:
         """Years the question names that no document is dated in and no retrieved clause mentions

@@ -21,6 +21,7 @@ from qa.loaders import SUPPORTED_SUFFIXES, LoadError, read_bytes
 from qa.models import Article, Document
 from qa.retrieval import HybridSearcher
 from qa.reranking import RerankedSearcher, reranked
+from qa.scope import Scope
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Library:
         self._searcher = reranked(searcher or HybridSearcher(settings), settings)
         self._catalog = Catalog.of(self._searcher.articles)
         self._answerer = None
+        self._scope: tuple | None = None  # (the searcher it was read from, its Scope)
         # Shared by the JSON API and both chat pages: answers are CPU bound, so past a few at once
         # they only slow each other down; the rest wait for a slot (see settings.answer_concurrency).
         self._answer_slots = threading.BoundedSemaphore(max(1, settings.answer_concurrency))
@@ -92,6 +94,17 @@ class Library:
     @property
     def catalog(self) -> Catalog:
         return self._catalog
+
+    @property
+    def scope(self) -> Scope:
+        """What the documents of the current index cover (regions, years, kinds), read from them
+        without making the answerer: a page load that only shows it loads no model."""
+        searcher = self._searcher
+        with self._lock:
+            if self._scope is None or self._scope[0] is not searcher:
+                articles = searcher.corpus_articles or getattr(searcher, "articles", None) or []
+                self._scope = (searcher, Scope.of(articles))
+            return self._scope[1]
 
     @property
     def answerer(self) -> Answerer:

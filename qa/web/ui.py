@@ -113,7 +113,7 @@ class ChatHandlers:
 
     def coverage(self) -> str:
         """What the documents cover, read from the current index (it changes with an upload)."""
-        return coverage_line(self.library.answerer.scope.describe())
+        return coverage_line(self.library.scope.describe())
 
     def respond(self, message: str, history: list, exchanges: list, context: str, request: gr.Request):
         """Streams the answer into the chat; the last update carries the cited clauses."""
