@@ -141,6 +141,11 @@ class Answerer:
         self.generator = Generator(llm, self.prompts, settings) if llm is not None else None
 
     @property
+    def retrieval_k(self) -> int:
+        """Hits an answer asks retrieval for: enough for the extractive answer and for the LLM."""
+        return max(self.settings.answer_clauses, self.settings.llm_clauses)
+
+    @property
     def threshold(self) -> float:
         """The verdict a sentence needs to be asserted as the answer."""
         return self.judge.threshold if self.judge is not None else self.settings.refusal_threshold
@@ -293,7 +298,7 @@ class Answerer:
         """Hits for the question, reranked for the kind of answer wanted. A host page's context (the
         policy it shows) is preferred when it names a document whose clauses answer the question;
         otherwise the whole corpus answers."""
-        k = max(self.settings.answer_clauses, self.settings.llm_clauses)
+        k = self.retrieval_k
         ranking = self.searcher.rank(query, k=k, filters=filters)
         context = plain_text(context)[: self.settings.max_question_chars]
         if not context:

@@ -108,10 +108,9 @@ def served_candidates(answerer, query) -> list:
     """The sentences the judge sees when serving this question (RerankedSearcher.read): the
     reader's best of the head retrieval returns, fresh, with retrieval's ranks and scores (the
     answer step's quotes have been reordered since)."""
-    searcher, s = answerer.searcher, answerer.settings
-    k = max(s.answer_clauses, s.llm_clauses, s.rerank_clauses)
-    head = searcher.inner.search(query, k=k)[: max(s.rerank_clauses, 1)]
-    return answerer.reader.quotes(query, head, query.kind)[:JUDGED_CANDIDATES]
+    searcher = answerer.searcher
+    head = searcher.head(searcher.retrieve(query, answerer.retrieval_k))
+    return searcher.read(query, head, judged=False)[:JUDGED_CANDIDATES]
 
 
 def fit(examples: list[Example]) -> Judge:

@@ -66,10 +66,18 @@ class RerankedSearcher:
         query = as_query(query, self.reader.synonyms)
         if not query.text:
             return Ranking(query, [], [], frozenset())
-        hits = self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
+        hits = self.retrieve(query, k, filters)
         ranking = self._rerank(query, hits, kind, judged)
         ranking.hits = ranking.hits[:k]
         return ranking
+
+    def retrieve(self, query: Query, k: int, filters=None) -> list[Hit]:
+        """The inner searcher's hits for ``query``: ``k``, and at least the ``rerank_clauses`` read."""
+        return self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
+
+    def head(self, hits: list[Hit]) -> list[Hit]:
+        """The first hits, whose sentences are read (and judged) and which reranking reorders."""
+        return hits[: max(self.settings.rerank_clauses, 1)]
 
     def by_verdict(self, ranking: Ranking) -> list[Hit]:
         """The ranking's hits reordered by the judge's verdicts instead of the reader's support (as
@@ -89,8 +97,7 @@ class RerankedSearcher:
         return self._rerank(as_query(query, self.reader.synonyms), hits, kind, judged=False).hits
 
     def _rerank(self, query: Query, hits: list[Hit], kind: AnswerKind | None, judged: bool) -> Ranking:
-        s = self.settings
-        head = hits[: max(s.rerank_clauses, 1)]
+        head = self.head(hits)
         quotes = self.read(query, head, kind, judged)
         ranking = Ranking(query, hits, quotes, frozenset(hit.article.id for hit in head), retrieved=hits)
         # By the reader's support, not the judge's verdict: ranked by verdict, Recall@1 fell on dev
