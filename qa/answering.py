@@ -26,6 +26,7 @@ from qa.config import Settings
 from qa.extractive import Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
 from qa.models import Answer, Citation, Hit, Query
+from qa.query import ELLIPTIC
 from qa.prompts import load_prompts
 from qa.reranking import Ranking, RerankedSearcher, reranked
 from qa.retrieval import Filters, HybridSearcher
@@ -38,8 +39,11 @@ FOLLOWUP_OPENING = re.compile(r"^(那|那么|那要|那如果|还有|另外|如�
 ASPECT_WORDS = re.compile(
     r"^(材料|资料|证件|手续|流程|程序|步骤|条件|要求|标准|时间|时限|期限|多久|多长|几天|天数|部门|单位|机构|地方|地点|地址|电话|"
     r"费用|收费|花钱|钱数|金额|补贴|补助|办理|申请|提交|提供|准备|带上|需要|所需|具体|情况|规定|政策|内容|怎么办|哪里|在哪|"
-    r"办好|办完|办结|能办|完成|负责|管理|处理|对象|范围|人员|要带|带什么|处罚|罚款|上报|报告|回复|答复|延期|延长|次数)$"
+    r"办好|办完|办结|能办|下来|完成|负责|管理|处理|对象|范围|人员|要带|带什么|处罚|罚款|上报|报告|回复|答复|延期|延长|次数)$"
 )
+# Documents of the earlier question that a question's own words must all be found in for it to be
+# read in that question's context (乡镇的数据什么时候要报上去 after a question on a survey).
+EARLIER_DOCUMENTS = 2
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # Halves of UTF-16 surrogate pairs standing alone: JSON may carry them ("\ud800"), but they are not
 # text, and the tokeniser and UTF-8 encoding both fail on them.
@@ -136,6 +140,7 @@ class Answerer:
         self.reader = self.searcher.reader
         self.judge = self.searcher.judge
         self.scope = Scope.of(self.searcher.corpus_articles or getattr(self.searcher, "articles", None) or [])
+        self._document_texts: dict[str, str] = {}  # a document's clauses, read by leans_on
         self.prompts = load_prompts(settings)
         llm = llm if llm is not None else make_llm(settings)
         self.generator = Generator(llm, self.prompts, settings) if llm is not None else None
@@ -185,9 +190,26 @@ class Answerer:
 
     def read(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Reading:
         """Everything the answer is decided on: the standalone question, the hits, the sentences
-        that answer it and how well they support an answer."""
+        that answer it and how well they support an answer.
+
+        A question with words of its own that are all words of the earlier question's documents
+        (打算哪年通过验收 after a question on that plan) may still lean on it: it is read both
+        alone and in context, and taken in context only when alone it states nothing and in
+        context it does (alone it may find another plan's 验收 year)."""
         question = clean_question(question, self.settings)
-        standalone, notes = self.standalone_question(question, conversation(history))
+        turns = conversation(history)
+        standalone, notes = self.standalone_question(question, turns)
+        alone = self._read_as(question, standalone, notes, filters, context)
+        asked_before = [text for role, text in turns if role == "user"]
+        if standalone != question or not asked_before or alone.answered or alone.outside:
+            return alone
+        subject = self._earlier_subject(asked_before)
+        if not self.leans_on(question, subject):
+            return alone
+        in_context = self._read_as(question, f"{subject} {question}"[-self.settings.max_question_chars :], notes, filters, context)
+        return in_context if in_context.answered else alone
+
+    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str) -> Reading:
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         query = self.reader.analyse(standalone, kind_from=question)
         ranking = self.retrieve(query, filters, context)
@@ -270,22 +292,46 @@ class Answerer:
         """Whether a question leans on the one before it, by what it says, not by its length: it
         opens like a follow-up (那…, 还有…), or it names no subject of its own, only an aspect
         (要带什么材料？, 多久能办好) or a place (惠农区呢). "我家孩子上学有补贴吗" has a subject
-        (孩子, 上学) and is a new question; so is a question whose words the documents never use."""
-        if FOLLOWUP_OPENING.match(question):
+        (孩子, 上学) and is a new question; so is a question whose words the documents never use
+        (股票明天会涨吗), unless they are words of an aspect (多久能办下来)."""
+        if FOLLOWUP_OPENING.match(question) or ELLIPTIC.match(question):
             return True
         query = self.reader.analyse(question)
-        if self.reader.off_corpus(query):
-            return False
+        # a word the corpus never uses is a subject too (股票 in 股票明天会涨吗): a new question
         subject = [w for w in query.words if w not in query.places and not ASPECT_WORDS.search(w)]
         return not subject
+
+    def leans_on(self, question: str, subject: str) -> bool:
+        """Whether every word of its own that ``question`` has (not a place, not an aspect) is a word
+        of the documents the earlier question ``subject`` is answered from: 红色 after a question on
+        蓝色预警, not 孩子 after a question on the 12345 hotline."""
+        query = self.reader.analyse(question)
+        # a word the corpus never uses (报上去) is found in no document, the earlier one's neither
+        own = [w for w, units, _ in self.reader.content(query).words if not ASPECT_WORDS.search(w) and self.reader.uses(units)]
+        if not own or not subject:
+            return False
+        hits = self.searcher.search(self.reader.analyse(subject), k=EARLIER_DOCUMENTS)
+        texts = [self._document_text(hit.article.doc_id) for hit in hits]
+        return bool(texts) and all(any(word in text for text in texts) for word in own)
+
+    def _document_text(self, doc_id: str) -> str:
+        if doc_id not in self._document_texts:
+            articles = self.searcher.corpus_articles or getattr(self.searcher, "articles", None) or []
+            self._document_texts[doc_id] = "".join(a.text for a in articles if a.doc_id == doc_id)
+        return self._document_texts[doc_id]
+
+    def _earlier_subject(self, asked_before: list[str]) -> str:
+        """The earlier question a follow-up leans on, with its own subject when it was a follow-up too."""
+        subject = ""
+        for earlier in asked_before:
+            subject = f"{subject} {earlier}".strip() if subject and self.is_followup(earlier) else earlier
+        return subject
 
     def _carry_subject(self, question: str, asked_before: list[str]) -> str:
         """Without an LLM: a follow-up is searched together with the question it follows (and that
         one with its own, when it was a follow-up too). A follow-up naming a place of its own
         (那惠农区呢) keeps it, and the earlier question's places are dropped."""
-        subject = ""
-        for earlier in asked_before:
-            subject = f"{subject} {earlier}".strip() if subject and self.is_followup(earlier) else earlier
+        subject = self._earlier_subject(asked_before)
         if not self.is_followup(question):
             return question
         places = self.reader.analyse(question).places

@@ -195,17 +195,21 @@ class ClauseReader:
         """The weight of a bigram that occurs in one clause: the scale of every other weight."""
         return math.log((self._articles + 1) / 2)
 
+    def uses(self, units: frozenset[str] | set[str]) -> bool:
+        """Whether the corpus uses every bigram of a word (``units``, from :meth:`units`)."""
+        return all(u in self._document_frequency for u in units)
+
     def unseen_share(self, query: Query | str) -> float:
         """Share of the question's content words the corpus never uses (a topic it lacks: 驾照, 股票)."""
         words = self.content(query).words
-        unseen = [w for w, units, _ in words if not all(u in self._document_frequency for u in units)]
+        unseen = [w for w, units, _ in words if not self.uses(units)]
         return len(unseen) / len(words) if words else 0.0
 
     def off_corpus(self, query: Query | str) -> bool:
         """Whether the question has words of its own (not words of asking or function words) and
         the corpus uses none of them: 股票, 明天 in "股票明天会涨吗"."""
         words = self.content(query).words
-        return bool(words) and not any(all(u in self._document_frequency for u in units) for _, units, _ in words)
+        return bool(words) and not any(self.uses(units) for _, units, _ in words)
 
     @functools.lru_cache(maxsize=256)
     def content(self, query: Query | str) -> QuestionContent:

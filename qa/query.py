@@ -22,6 +22,8 @@ from qa.models import AnswerKind, Query
 # Places a question may name; a district's plan does not apply in another district.
 PLACE_SUFFIXES = ("市", "县", "区", "旗")
 
+# 多少天 / 多少个工作日 ask for a duration even beside a fee (补贴多少天能到账)
+NOT_TIME = r"(?!天|个?工作日|个?月|年|周|个?小时|分钟)"
 NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
 # A day of the month (10日, 5号), not a document number (〔2022〕8号).
 DAY = r"(?<![〕\d])\d{1,2}\s*[日号]|[一二三四五六七八九十]{1,3}[日号]"
@@ -37,8 +39,8 @@ ANSWER_KINDS = (
     ),
     AnswerKind(
         "money",
-        # a fee asked about (物业费每平米收多少) or whether one is charged (要收费吗, 要钱吗)
-        re.compile(r"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少|多少(工资|薪酬|租金)|多少(费用|补贴|资金)|费[^，。？?]{0,6}多少|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
+        # a fee asked about (物业费每平米收多少, 多少…资金) or whether one is charged (要收费吗, 要钱吗)
+        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
         re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
     ),
     AnswerKind(
@@ -53,7 +55,7 @@ ANSWER_KINDS = (
     AnswerKind("month", re.compile(r"几月|哪个月"), re.compile(rf"{NUMBER}\s*月|月份|季度|年底|年初|年末|上半年|下半年")),
     AnswerKind(
         "date",
-        re.compile(r"什么时候|何时|哪一年|截止"),
+        re.compile(r"什么时候|啥时候?|何时|几时|哪一?年|截止"),
         # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
         re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
     ),
@@ -72,9 +74,49 @@ ANSWER_KINDS = (
 )
 
 
+# A count asked with its measure word (多少棵树, 多少吨标煤, 多少人) wants a number of that measure:
+# 1500余人 does not say how many trees were planted. Words of one group count the same things.
+MEASURE_GROUPS = (
+    "人|名|位|人次",
+    "棵|株",
+    "户|家",
+    "吨",
+    "座|所|处",
+    "辆|台|套",
+    "间|栋|层",
+    "亩|公顷",
+    "平方米|平米|㎡",
+    "立方米|方",
+    "公里|千米|米",
+    "岁|周岁",
+    "分",
+    "倍",
+    "万|亿",
+    "项|条|类|种|批|次",
+)
+COUNT_MEASURE = re.compile(r"(?:多少|几)\s*(" + "|".join(sorted({m for g in MEASURE_GROUPS for m in g.split("|")}, key=len, reverse=True)) + ")")
+
+
 def asked_kind(question: str) -> AnswerKind | None:
     question = normalise(question)
-    return next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
+    kind = next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
+    if kind is not None and kind.name == "count":
+        return counted_in(kind, question)
+    return kind
+
+
+@functools.lru_cache(maxsize=64)
+def _count_of(measure: str) -> AnswerKind:
+    group = next(g for g in MEASURE_GROUPS if measure in g.split("|"))
+    base = next(kind for kind in ANSWER_KINDS if kind.name == "count")
+    # 1500余人, 5万株, 3.5吨: a number, perhaps 余/多/万 after it, then the measure
+    return AnswerKind("count", base.asked_by, re.compile(rf"{NUMBER}(\.\d+)?\s*[余多]?\s*(万|亿)?\s*({group})"))
+
+
+def counted_in(kind: AnswerKind, question: str) -> AnswerKind:
+    """The count ``kind`` narrowed to the measure the question asks a number of, when it names one."""
+    match = COUNT_MEASURE.search(question)
+    return _count_of(match.group(1)) if match else kind
 
 
 @functools.cache
@@ -126,7 +168,9 @@ def named_places(question: str) -> list[str]:
 ASKING_WORDS = frozenset(
     (
         "多少 几个 几次 几天 几月 几号 几点 几条 几类 几级 多久 多长 时间 哪些 哪个 哪几 什么 怎么 怎样 如何 是否 "
-        "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是"
+        "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是 "
+        # the same asked colloquially, and whole phrases jieba keeps as one word
+        "多长时间 什么时候 啥时候 啥时 几时 何时 怎么办 咋办 咋整 怎么样 为什么 为啥 干啥 啥样 多远 哪天 哪年"
     ).split()
 )
 HAN_WORD = re.compile(r"[\u3400-\u9fff]{2,}")
@@ -174,8 +218,7 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
         named_places=tuple(p for p in places if p.endswith(PLACE_SUFFIXES)),
         years=tuple(dict.fromkeys(int(y) for y in YEAR.findall(normalised))),
         words=content_words(normalised),
-        # a follow-up that asks only (补多少) is about what the question it follows was about
-        focus=focus_words(kind_text, kind) or (focus_words(normalised, kind) if kind_text != normalised else ()),
+        focus=_focus(normalised, kind_text, kind, normalise(kind_from) if kind_from else ""),
     )
 
 
@@ -200,6 +243,24 @@ def focus_words(normalised: str, kind: AnswerKind | None) -> tuple[str, ...]:
     if not before and not after and start > 0:
         before = content_words(normalised[:start])[-FOCUS_WORDS_EACH_SIDE:]
     return tuple(dict.fromkeys(before + after))
+
+
+# A bare phrase and 呢 (红色的呢？ 三级四级呢？ 自治区那边呢？) asks the question before it again about
+# something else: Chinese ellipsis, whatever the phrase's words are.
+ELLIPTIC = re.compile(r"^[^，,。；;？?！!\s]{1,12}?呢[？?！!。\s]*$")
+
+
+def _focus(normalised: str, kind_text: str, kind: AnswerKind | None, own: str) -> tuple[str, ...]:
+    """The focus of a question read in context (``own``: the follow-up itself). Its own words of
+    asking say what it asks about; a follow-up that asks only (补多少) is about what the question
+    it follows was about; one that names something else and asks nothing (生活污水治理率呢？) asks
+    the same of that."""
+    if own and ELLIPTIC.match(own) and not asked_kind(own):
+        places = set(place_words(own))
+        named = tuple(w for w in content_words(own) if w not in places)
+        if named:
+            return named[:FOCUS_WORDS_EACH_SIDE]
+    return focus_words(kind_text, kind) or (focus_words(normalised, kind) if kind_text != normalised else ())
 
 
 def as_query(query: Query | str, synonyms: Synonyms | None = None) -> Query:
