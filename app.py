@@ -1,4 +1,5 @@
-"""`python app.py [--host 127.0.0.1] [--port 7860]`: the product on the corpus in corpus/.
+"""`python app.py [--host 127.0.0.1] [--port 7860] [--llm-base-url URL --llm-model NAME]`: the product
+on the corpus in corpus/.
 
 Builds what is missing first (the embedding model and the index, with progress in the terminal),
 then serves on one server (qa/web): the citizens' chat, the staff search desk, the document browser
@@ -20,6 +21,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="政策问答 web app")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--llm-base-url", help="OpenAI-compatible endpoint for written answers, e.g. http://127.0.0.1:8000/v1 (default: none, extractive answers)")
+    parser.add_argument("--llm-model", help="model name at that endpoint")
     args = parser.parse_args(argv)
 
     import uvicorn
@@ -27,12 +30,13 @@ def main(argv=None) -> int:
     from qa.cli import say_why_index_is_rebuilt
     from qa.config import load_settings
     from qa.embedding import PolicyEmbeddings
+    from qa.generation import probe
     from qa.index import build_index
     from qa.retrieval import HybridSearcher
     from qa.web import create_app
     from qa.web.library import Library, limit_compute_threads, serving_settings
 
-    settings = load_settings()
+    settings = load_settings(llm_base_url=args.llm_base_url, llm_model=args.llm_model)
     embeddings = PolicyEmbeddings(settings)  # one model for the build and for serving
     print("checking the index (first run builds it)…", file=sys.stderr)
     say_why_index_is_rebuilt(settings, embeddings)  # a missing or damaged index is named, then rebuilt
@@ -42,6 +46,7 @@ def main(argv=None) -> int:
     settings = serving_settings(settings)
     library = Library(settings, HybridSearcher(settings, embeddings=PolicyEmbeddings(settings)))
     app = create_app(settings, library)
+    print(probe(settings), file=sys.stderr)
     admin = "on" if settings.admin_token else "off (set QA_ADMIN_TOKEN to enable)"
     print(f"政策问答 on http://{args.host}:{args.port}/  widget: /widget  API: /api/ask, /api/search  admin: {admin}", file=sys.stderr)
     # Access lines (with client addresses) are logged at INFO: only when QA_ACCESS_LOG asks for them.

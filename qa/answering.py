@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from qa.config import Settings
 from qa.extractive import Quote, applies_to
-from qa.generation import GenerationError, Generator, check_citations, make_llm, renumber
+from qa.generation import GenerationError, Generator, check_citations, completed_sentences, make_llm, renumber
 from qa.models import Answer, Citation, Hit, Query
 from qa.query import ELLIPTIC
 from qa.prompts import load_prompts
@@ -55,6 +56,7 @@ SMALL_TALK = re.compile(
     rf"(?:(?:你好|您好|你们好|大家好|哈喽|嗨|hi|hello|在吗|在不在|有人吗|{THANKS})[啊呀呢吗哈了您你啦喔哦~～!！。.,，?？\s]*)+",
     re.IGNORECASE,
 )
+log = logging.getLogger(__name__)
 POSSIBLY_RELATED = "可能相关的条款（仅供参考，未必能回答您的问题）："
 HOTLINE = "如需进一步咨询，请拨打 12345 政务服务便民热线。"
 
@@ -186,7 +188,7 @@ class Answerer:
         elif self.generator is None:
             yield self.extractive_answer(base, reading.quotes)
         else:
-            yield from self.generated_answer(base, reading.usable[: self.settings.llm_clauses], reading.quotes)
+            yield from self.generated_answer(base, reading.usable[: self.settings.llm_clauses], reading.quotes, reading.query)
 
     def read(self, question: str, history: Sequence = (), filters: Filters | None = None, context: str = "") -> Reading:
         """Everything the answer is decided on: the standalone question, the hits, the sentences
@@ -260,6 +262,16 @@ class Answerer:
     def states(self, claim: str, hits: list[Hit]) -> bool:
         """Whether the clauses of ``hits`` state ``claim``, a sentence an LLM wrote citing them."""
         return self.reader.claim_support(claim, [hit.article for hit in hits]) >= self.settings.llm_min_claim_support
+
+    def stating(self, claim: str, hits: list[Hit], cited: list[int]) -> list[int]:
+        """The clauses (numbers into ``hits``) to cite for ``claim``: those the model cited when they
+        state it, otherwise the one other clause it was given that states it best (a small model
+        cites [4] for clause [1] labelled 4.5), otherwise none: the claim is not stated."""
+        if self.states(claim, [hits[n - 1] for n in cited]):
+            return cited
+        supports = [(self.reader.claim_support(claim, [hit.article]), n) for n, hit in enumerate(hits, start=1) if n not in cited]
+        best, n = max(supports, default=(0.0, 0))
+        return [n] if best >= self.settings.llm_min_claim_support else []
 
     def is_related(self, query: Query, hits: list[Hit]) -> bool:
         """Whether some clause holds most of the question's content words (in its text, title or
@@ -433,33 +445,44 @@ class Answerer:
                 chosen.setdefault(quote.hit.article.id, quote)
         return list(chosen.values())[: self.settings.max_quotes]
 
-    def generated_answer(self, base: Answer, hits: list[Hit], quotes: list[Quote]) -> Iterator[Answer]:
+    def generated_answer(self, base: Answer, hits: list[Hit], quotes: list[Quote], query: Query | None = None) -> Iterator[Answer]:
+        """The LLM's answer, shown only as far as it has been checked: each time a sentence is
+        complete the text so far is checked again and what survives is shown, numbered as it will
+        be in the end, so nothing made up is on screen even for a moment."""
         draft = replace(base, mode="llm", citations=[Citation(n, hit) for n, hit in enumerate(hits, start=1)])
-        text = ""
+        attribute = lambda claim, numbers: self.stating(claim, hits, numbers)  # noqa: E731
+        # A question asking for a kind of answer (a deadline) is not answered by sentences holding
+        # none (突发事件信息报送的上级最迟时限是 [2]、[3]。, the question said back), as in the reader:
+        # nothing is shown until one does, and an answer without one is the extractive answer.
+        answers_kind = lambda checked: query is None or query.kind is None or any(query.kind.found_by.search(c) for c, _ in checked.claims)  # noqa: E731
+        text, shown = "", ""
         try:
             for text in self.generator.stream(base.standalone_question, hits):
-                yield replace(draft, text=text)
+                complete = completed_sentences(text)
+                if not complete or self.prompts.refusal_marker in complete:
+                    continue
+                checked = check_citations(complete, len(hits), attribute=attribute)
+                visible = renumber(checked.text, checked.cited)
+                if visible != shown and answers_kind(checked):
+                    shown = visible
+                    yield replace(draft, text=visible, citations=[Citation(new, hits[old - 1]) for new, old in enumerate(checked.cited, start=1)])
         except GenerationError as error:
-            yield self.extractive_answer(base, quotes, [f"大模型服务暂不可用（{error}），以下为条款原文摘录。"])
+            log.warning("LLM answer failed, extractive answer given: %s", error)
+            yield self.extractive_answer(base, quotes, ["大模型服务暂时不可用，以下为条款原文摘录。"])
             return
         if self.prompts.refusal_marker in text:
             yield self.refusal(base, hits)
             return
-        checked = check_citations(text, len(hits), supported=lambda claim, numbers: self.states(claim, [hits[n - 1] for n in numbers]))
-        if not checked.cited:
+        checked = check_citations(text, len(hits), attribute=attribute)
+        if checked.dropped or checked.unsupported or checked.unknown:
+            # what the check removed is for the operator's log, not the citizen's screen
+            log.info("LLM answer checked: %d uncited, %d unsupported sentences dropped, unknown citations %s", len(checked.dropped), len(checked.unsupported), checked.unknown)
+        if not checked.cited or not answers_kind(checked):
             # nothing left that a clause states: pointers only (依据条款 [2]。), made-up content, no citations
-            why = "所引条款不能支持大模型的回答" if checked.unsupported else "大模型的回答没有标注依据"
-            yield self.extractive_answer(base, quotes, [f"{why}，已改为条款原文摘录。"])
+            yield self.extractive_answer(base, quotes, ["大模型的回答未能由条款核实，以下为条款原文摘录。"])
             return
-        notes = list(base.notes)
-        if checked.dropped:
-            notes.append(f"已删除 {len(checked.dropped)} 句没有标注依据的内容。")
-        if checked.unsupported:
-            notes.append(f"已删除 {len(checked.unsupported)} 句所引条款没有写明的内容。")
-        if checked.unknown:
-            notes.append(f"已删除不存在的引用编号：{', '.join(f'[{n}]' for n in checked.unknown)}。")
         citations = [Citation(new, hits[old - 1]) for new, old in enumerate(checked.cited, start=1)]
-        yield replace(draft, text=renumber(checked.text, checked.cited), citations=citations, notes=notes)
+        yield replace(draft, text=f"{renumber(checked.text, checked.cited)}\n{HOTLINE}", citations=citations, notes=list(base.notes))
 
 
 def _title_of(hit: Hit) -> str:

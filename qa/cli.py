@@ -235,8 +235,19 @@ def cmd_ask(args, settings: Settings) -> int:
     return 0
 
 
+# The LLM benchmark's questions: a committed set no rule was tuned on, answerable and not.
+LLM_BENCH_QUESTIONS = PROJECT_ROOT / "tests" / "eval" / "holdout" / "hc_000_002.jsonl"
+
+
 def cmd_bench(args, settings: Settings) -> int:
     from qa.bench import DEFAULT_SCALE_SIZES, BenchOptions, render, run_bench
+
+    if args.llm:
+        from qa.llm_bench import run as run_llm_bench
+
+        print(run_llm_bench(settings, _searcher(settings), Path(args.questions or LLM_BENCH_QUESTIONS), args.queries or 10))
+        return 0
+    args.questions = args.questions or str(DEFAULT_QUESTIONS)
 
     sizes = DEFAULT_SCALE_SIZES if args.sizes is None else tuple(int(n) for n in args.sizes.split(",") if int(n or 0) > 0)
     options = BenchOptions(
@@ -265,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m qa",
         description="政策问答: answer questions about government policy from gazettes, citing clauses.",
+        allow_abbrev=False,  # `bench --llm` is that flag, not an abbreviation of --llm-base-url
     )
     parser.add_argument("--corpus-dir", help="folder of gazettes/documents (default: corpus/)")
     parser.add_argument("--index-dir", help="folder of the built index (default: index/)")
@@ -315,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="speed and scale: build throughput vs fp32, query latency, first build, RSS, 100k/1M articles")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--questions", default=str(DEFAULT_QUESTIONS), help="JSONL question set used as queries")
-    p.add_argument("--queries", type=int, help="use only the first N questions")
+    p.add_argument("--questions", help="JSONL question set used as queries (default: the dev set; with --llm, tests/eval/holdout/hc_000_002.jsonl)")
+    p.add_argument("--queries", type=int, help="use only the first N questions (with --llm: half answerable, half not; default 10)")
+    p.add_argument("--llm", action="store_true", help="the LLM path against the configured endpoint (--llm-base-url): gold stated, sentences kept, refusals, first-token and total time, beside the extractive answers")
     p.add_argument("--build-articles", type=int, default=96, help="articles sampled for the throughput comparison (0 skips it)")
     p.add_argument("--skip-first-build", action="store_true", help="skip timing `python -m qa build` from scratch (about 2 minutes)")
     p.add_argument("--sizes", help="synthetic corpus sizes in articles, comma-separated (default 100000,1000000; 0 skips)")

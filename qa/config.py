@@ -172,8 +172,17 @@ class Settings:
     # number; 政府会给安装燃气泄漏报警器的饭馆发放补贴), a changed subject 0.71. High, because a
     # dropped sentence costs only the fall back to the quoted clause, a kept made-up one a wrong answer.
     llm_min_claim_support: float = 0.8
-    # Seconds before an LLM call is abandoned and the extractive answer is given instead.
-    llm_timeout: float = 20.0
+    # Seconds before an LLM call is abandoned and the extractive answer is given instead: the whole
+    # answer, and its first token (a CPU endpoint spends most of its time reading the prompt:
+    # measured in the README's "LLM answers"). A watchdog holds both, whatever the endpoint sends.
+    llm_timeout: float = 45.0
+    llm_first_token_timeout: float = 30.0
+    # Tokens the model may write: an answer of a few cited sentences is 100-300 tokens; the cap
+    # keeps a model that rambles from holding a worker until the timeout.
+    llm_max_tokens: int = 512
+    # After this many failed LLM calls in a row the endpoint is left alone for llm_pause_seconds.
+    llm_failures_before_pause: int = 3
+    llm_pause_seconds: float = 60.0
     max_question_chars: int = 2000
     max_upload_bytes: int = 20 * 1024 * 1024
     # -- web app (qa/web) --

@@ -6,11 +6,14 @@ one the clauses it cites do not state (the answer step's ``supported``).
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import pybreaker
 from langchain_core.language_models import BaseChatModel
 
 from qa.config import Settings
@@ -31,7 +34,15 @@ CLAUSE_BRACKETS = str.maketrans({"[": "〔", "]": "〕", "［": "〔", "］": "�
 SENTENCE_END = re.compile(r"(?:(?<=[。！？!?；;\n])|(?<=[a-zA-Z\u4e00-\u9fff\)）\]]\.)(?=\s))(?!\s*\[\d)")
 # A sentence that only points at its sources (依据条款 [2]。): its citations belong to the sentence
 # before it, which states what they support.
-POINTER = re.compile(r"[\s（(]*(以上|上述)?(内容)?(依据|根据|参见|参照|详见|见|出自|来源|引自|来自|(?i:see|source|sources))?[于自]?\s*(相关|上述|以上)?(条款|规定|文件|资料|政策)?(原文)?[\s：:。.，,；;）)]*")
+# Qwen2.5-1.5B writes 依据的条款是 [2] 和 [3]。: with the markers gone, what joins them (和, 、) is left.
+POINTER = re.compile(
+    r"[\s（(]*(以上|上述)?(内容)?(依据|根据|参见|参照|详见|见|出自|来源|引自|来自|(?i:see|source|sources))?(的)?[于自]?\s*"
+    r"(相关|上述|以上)?(条款|规定|文件|资料|政策)?(编号)?(原文)?(是|为)?[\s：:。.，,；;、和及与）)]*"
+)
+# Article labels a pointer may name beside its citations (依据条款[4]第4.5条和条款[5]第8.1条。)
+ARTICLE_REFERENCE = re.compile(r"(条款)?(中的)?第?\s*[\d.一二三四五六七八九十百]+\s*条|条款")
+# How small models open an answer (根据条款资料，…): no claim of the clauses, so not checked against them.
+PREAMBLE = re.compile(r"^(根据|依据|按照)(相关|上述|以上)?(条款|规定|文件|资料|政策)*(资料|内容|原文)?[，,：:]\s*")
 # A piece this short without a citation, ending like a heading ("依据如下："), is a connective, not a
 # claim; a short uncited claim (不收费。) is dropped like a long one.
 MAX_UNCITED_CHARS = 8
@@ -56,8 +67,43 @@ def make_llm(settings: Settings) -> BaseChatModel | None:
         api_key=settings.llm_api_key or "not-needed",
         temperature=settings.llm_temperature,
         timeout=settings.llm_timeout,
+        # LangChain sends this as max_completion_tokens (OpenAI's current name); llama.cpp's and
+        # Ollama's servers read max_tokens, so it goes in the body under that name too
+        max_tokens=settings.llm_max_tokens,
+        extra_body={"max_tokens": settings.llm_max_tokens},
         max_retries=0,  # the extractive answer is the fallback; retrying would only keep the user waiting
         streaming=True,
+    )
+
+
+def probe(settings: Settings, timeout: float = 5.0) -> str:
+    """One line for the operator at start-up: whether an LLM is configured and its endpoint answers
+    (GET /models). Serving starts either way: the extractive answer covers a dead endpoint."""
+    if not settings.llm_base_url:
+        return "LLM: off (extractive answers; --llm-base-url or QA_LLM_BASE_URL turns it on)"
+    import httpx
+
+    url = settings.llm_base_url.rstrip("/") + "/models"
+    try:
+        response = httpx.get(url, timeout=timeout, headers={"Authorization": f"Bearer {settings.llm_api_key or 'not-needed'}"})
+        response.raise_for_status()
+        names = [m.get("id") or m.get("name") for m in response.json().get("data", []) if isinstance(m, dict)]
+    except (httpx.HTTPError, ValueError, AttributeError) as error:
+        return f"LLM: {settings.llm_model} at {settings.llm_base_url} does not answer ({type(error).__name__}); answers stay extractive until it does"
+    listed = f" (serves {', '.join(str(n) for n in names[:3])})" if names else ""
+    return f"LLM: {settings.llm_model} at {settings.llm_base_url}{listed}"
+
+
+def make_breaker(settings: Settings) -> pybreaker.CircuitBreaker:
+    """After ``llm_failures_before_pause`` failed calls in a row the endpoint is left alone for
+    ``llm_pause_seconds`` (answers are extractive meanwhile), then one call tries it again: a dead
+    endpoint must not hold every request's worker for the whole timeout. A caller that stops
+    reading a stream early (GeneratorExit) is no failure of the endpoint."""
+    return pybreaker.CircuitBreaker(
+        fail_max=settings.llm_failures_before_pause,
+        reset_timeout=settings.llm_pause_seconds,
+        exclude=[GeneratorExit],
+        name="llm",
     )
 
 
@@ -93,11 +139,18 @@ def normalise_citations(text: str) -> str:
     return CITATION_FORM.sub(lambda m: "".join(f"[{n}]" for n in re.findall(r"\d{1,3}", m.group(1))), text)
 
 
-def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]], bool] | None = None) -> CheckedText:
+def check_citations(
+    text: str,
+    clauses: int,
+    supported: Callable[[str, list[int]], bool] | None = None,
+    attribute: Callable[[str, list[int]], list[int]] | None = None,
+) -> CheckedText:
     """Keep only citations of clauses 1..clauses and only sentences that carry one. A sentence
     that only points at clauses (依据条款 [2]。) gives its citations to the sentence before it.
     ``supported(sentence, numbers)``: whether the clauses a sentence cites state it; the others
-    are dropped too (``unsupported``)."""
+    are dropped too (``unsupported``). ``attribute(sentence, numbers)`` instead: the clauses that
+    state it, which may be other clauses the model was given than those it cited (a small model
+    reads the label 4.5 of clause [1] as clause [4]); none, and the sentence is dropped."""
     pieces: list[list] = []  # [sentence as kept, its valid citations, its text without markers]
     dropped, unknown = [], []
     for sentence in SENTENCE_END.split(normalise_citations(text)):
@@ -109,7 +162,7 @@ def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]
         valid = list(dict.fromkeys(n for n in numbers if 1 <= n <= clauses))
         sentence = CITATION.sub(lambda m: m.group(0) if 1 <= int(m.group(1)) <= clauses else "", sentence)
         bare = CITATION.sub("", sentence).strip()
-        if len(bare) <= MAX_POINTER_CHARS and POINTER.fullmatch(bare):
+        if len(bare) <= MAX_POINTER_CHARS and (POINTER.fullmatch(bare) or POINTER.fullmatch(ARTICLE_REFERENCE.sub("", bare))):
             claim = next((p for p in reversed(pieces) if p[2]), None)
             if claim is not None:
                 claim[1] += [n for n in valid if n not in claim[1]]
@@ -123,7 +176,14 @@ def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]
         if not valid and (len(bare) > MAX_UNCITED_CHARS or not CONNECTIVE_END.search(bare)):
             dropped.append(bare)
             continue
-        if valid and supported is not None and not supported(bare, valid):
+        if valid and attribute is not None:
+            stating = attribute(PREAMBLE.sub("", bare), valid)
+            if not stating:
+                unsupported.append(bare)
+                continue
+            if stating != valid:
+                valid, sentence = stating, CITATION.sub("", sentence)
+        elif valid and supported is not None and not supported(PREAMBLE.sub("", bare), valid):
             unsupported.append(bare)
             continue
         if valid and not CITATION.search(sentence):  # citations handed on by a pointer sentence
@@ -135,6 +195,19 @@ def check_citations(text: str, clauses: int, supported: Callable[[str, list[int]
         if valid:
             claims.append((bare, valid))
     return CheckedText("".join(kept).strip(), cited, dropped, unknown, claims, unsupported)
+
+
+def completed_sentences(text: str) -> str:
+    """The part of a growing answer whose sentences are complete: up to the last sentence end that
+    something other than a citation follows (the citations after an end mark belong to the
+    sentence before it, and may still be on their way)."""
+    pieces = SENTENCE_END.split(text)
+    if len(pieces) < 2:
+        return ""
+    last = pieces[-1].lstrip()
+    if not last or last[0] in "[【［":
+        pieces = pieces[:-1]
+    return "".join(pieces[:-1])
 
 
 def _with_citations(sentence: str, numbers: list[int]) -> str:
@@ -155,27 +228,64 @@ def renumber(text: str, order: list[int]) -> str:
 class Generator:
     """Streams an LLM answer over numbered clauses; rewrites follow-ups into standalone questions."""
 
-    def __init__(self, llm: BaseChatModel, prompts: Prompts, settings: Settings):
+    def __init__(self, llm: BaseChatModel, prompts: Prompts, settings: Settings, breaker: pybreaker.CircuitBreaker | None = None):
         self.llm = llm
         self.prompts = prompts
         self.settings = settings
+        self.breaker = breaker or make_breaker(settings)
 
     def stream(self, question: str, hits: list[Hit]) -> Iterator[str]:
-        """The answer text so far, growing; raises GenerationError on failure or timeout."""
+        """The answer text so far, growing; raises GenerationError on failure, on a timeout, or
+        while the breaker holds the endpoint off after repeated failures."""
         clauses = "\n\n".join(clause_block(n, hit) for n, hit in enumerate(hits, start=1))
         messages = self.prompts.answer.format_messages(clauses=clauses, question=question)
-        deadline = time.monotonic() + self.settings.llm_timeout
+        try:
+            yield from self.breaker.call(self._watched, messages)
+        except pybreaker.CircuitBreakerError as error:
+            raise GenerationError(f"the endpoint failed {self.settings.llm_failures_before_pause} times in a row; paused") from error
+
+    def _watched(self, messages) -> Iterator[str]:
+        """The model's stream read in a thread of its own, so the deadlines hold whatever the
+        endpoint does: one that sends only SSE keep-alive comments, or a token every 15 s, is given
+        up on at ``llm_first_token_timeout`` / ``llm_timeout``, not when its next chunk comes."""
+        chunks: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def produce():
+            try:
+                for chunk in self.llm.stream(messages):
+                    if stop.is_set():
+                        return
+                    chunks.put(("text", chunk.content if isinstance(chunk.content, str) else ""))
+                chunks.put(("end", None))
+            except Exception as error:  # the endpoint's failures come as many exception types
+                chunks.put(("error", error))
+
+        threading.Thread(target=produce, name="llm-stream", daemon=True).start()
+        started = time.monotonic()
+        first_deadline = started + min(self.settings.llm_first_token_timeout, self.settings.llm_timeout)
+        deadline = started + self.settings.llm_timeout
         text = ""
         try:
-            for chunk in self.llm.stream(messages):
-                text += chunk.content if isinstance(chunk.content, str) else ""
+            while True:
+                waiting_first = not text.strip()
+                remaining = (first_deadline if waiting_first else deadline) - time.monotonic()
+                try:
+                    kind, value = chunks.get(timeout=max(0.0, remaining))
+                except queue.Empty:
+                    if waiting_first:
+                        raise GenerationError(f"no first token within {self.settings.llm_first_token_timeout:g} s") from None
+                    raise GenerationError(f"no complete answer within {self.settings.llm_timeout:g} s") from None
+                if kind == "end":
+                    break
+                if kind == "error":
+                    raise GenerationError(f"{type(value).__name__}: {value}") from value
+                text += value
                 if time.monotonic() > deadline:
                     raise GenerationError(f"no complete answer within {self.settings.llm_timeout:g} s")
                 yield text
-        except GenerationError:
-            raise
-        except Exception as error:  # the endpoint's failures come as many exception types
-            raise GenerationError(f"{type(error).__name__}: {error}") from error
+        finally:
+            stop.set()  # the thread stops at its next chunk; the HTTP client's timeout ends a silent one
         if not text.strip():
             raise GenerationError("the model returned an empty answer")
 

@@ -45,7 +45,7 @@ ANSWER_KINDS = (
     ),
     AnswerKind(
         "duration",
-        re.compile(r"多久|多长时间|几天|几个?工作日|几个?小时|多少天|多快|期限|几年|多少年|有效期|几个月"),
+        re.compile(r"多久|多长时间|几天|几个?工作日|几个?小时|多少天|多快|期限|时限|几年|多少年|有效期|几个月"),
         # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
         re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
     ),

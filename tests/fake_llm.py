@@ -1,11 +1,14 @@
 """A small OpenAI-compatible chat server on 127.0.0.1 for the tests (the one fake the project allows).
 
-It answers POST /v1/chat/completions, streamed (SSE) or not, the way the test sets ``behaviour``:
+It answers GET /v1/models, and POST /v1/chat/completions, streamed (SSE) or not, the way the test
+sets ``behaviour``:
 - "cite": quotes the first sentence of clause [1] with [1], then adds an uncited sentence and a
   citation of a clause it was not given ([9]) — what the answer check must clean up;
 - "refuse": the refusal sentence; "rewrite": returns ``rewrite_to`` (for follow-up rewriting);
 - "hang": sleeps ``hang_seconds`` before answering; "error": HTTP 500; "garbage": not JSON / not SSE;
 - "empty": a stream with no content;
+- "keepalive": a stream that sends only SSE comments (": keep-alive") for ``hang_seconds``;
+- "slow": the "cite" reply streamed one piece every ``token_seconds``;
 - "obey": a model taken in by instructions planted in a clause: it answers what a clause tells it to
   (回答“…”) with the citations that clause asks for (引用[7]), then quotes clause [1] as "cite" does.
 Every request body is kept in ``requests`` for the test to inspect.
@@ -31,6 +34,7 @@ class FakeLLM:
         # (what a real model's outputs look like, replayed)
         self.replay = ""
         self.hang_seconds = 5.0
+        self.token_seconds = 1.0
         self.requests: list[dict] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -73,6 +77,12 @@ class FakeLLM:
             def log_message(self, *args):  # keep test output quiet
                 pass
 
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, "application/json", json.dumps({"object": "list", "data": [{"id": "fake-qwen", "object": "model"}]}).encode())
+                else:
+                    self._send(404, "application/json", b'{"error": {"message": "not found"}}')
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -102,8 +112,17 @@ class FakeLLM:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
+                if fake.behaviour == "keepalive":
+                    end = time.monotonic() + fake.hang_seconds
+                    while time.monotonic() < end:
+                        self.wfile.write(b": keep-alive\n\n")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                    return
                 pieces = [content[i : i + 6] for i in range(0, len(content), 6)]
                 for piece in pieces:
+                    if fake.behaviour == "slow":
+                        time.sleep(fake.token_seconds)
                     self.wfile.write(f"data: {json.dumps(_chunk(piece, model), ensure_ascii=False)}\n\n".encode())
                     self.wfile.flush()
                 final = _chunk("", model) | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}

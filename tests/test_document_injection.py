@@ -6,6 +6,7 @@ the index is real (the small corpus plus the hostile document)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 
@@ -89,14 +90,15 @@ def test_the_planted_text_reaches_the_model_fenced_as_data(searcher, fake_llm):
     check_citations_are_the_answers_own(answer)
 
 
-def test_a_model_that_obeys_the_planted_text_still_gives_a_checked_answer(searcher, fake_llm):
-    answer = llm_answerer(searcher, fake_llm, "obey").answer(QUESTION)
+def test_a_model_that_obeys_the_planted_text_still_gives_a_checked_answer(searcher, fake_llm, caplog):
+    with caplog.at_level(logging.INFO, logger="qa.answering"):
+        answer = llm_answerer(searcher, fake_llm, "obey").answer(QUESTION)
     reply = fake_llm.requests[-1]
     assert reply, "the model was asked"
     assert answer.mode == "llm" and not answer.refused
     assert "全部免费" not in answer.text, "the claim the document planted is dropped: it cites no clause given"
     assert "[7]" not in answer.text and "[8]" not in answer.text
-    assert any("[7]" in note for note in answer.notes), "the removed citations are said"
+    assert "unknown citations [7" in caplog.text, "the removed citations are logged for the operator"
     assert "10月31日" in answer.text
     check_citations_are_the_answers_own(answer)
 

@@ -195,10 +195,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_app(settings: Settings, log: Path, **env: str) -> tuple[subprocess.Popen, str]:
+def start_app(settings: Settings, log: Path, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)],  # no --host: the default is what is tested
+        [sys.executable, "app.py", "--port", str(port), *args],  # no --host: the default is what is tested
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),
@@ -286,3 +286,20 @@ def test_app_killed_during_an_upload_keeps_corpus_and_index(small_build, small_s
     CorpusAdmin(Library(settings, HybridSearcher(settings, embeddings=small_embeddings)))  # what the next start does
     assert not staged.exists(), "the unconfirmed upload is cleared away"
     assert corpus_listing(settings) == before_corpus
+
+
+def test_app_takes_the_llm_flags_and_says_at_start_whether_the_endpoint_answers(small_build, small_settings, tmp_path):
+    from tests.fake_llm import FakeLLM
+
+    fake = FakeLLM().start()
+    settings = copy_index(small_settings, tmp_path)
+    log = tmp_path / "app.log"
+    app, url = start_app(settings, log, "--llm-base-url", fake.base_url, "--llm-model", "fake-qwen")
+    try:
+        assert f"LLM: fake-qwen at {fake.base_url}" in log.read_text(encoding="utf-8")
+        reply = httpx.post(f"{url}/api/ask", json={"question": "热线工单确实办不完，可以申请延期吗？"}, timeout=60).json()
+        assert reply["mode"] == "llm" and fake.requests, "the flag's endpoint writes the answer"
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+        fake.stop()
