@@ -296,8 +296,8 @@ class Answerer:
             try:
                 return self.generator.rewrite_followup(question, turns), []
             except GenerationError as error:
-                note = f"大模型改写追问失败（{error}），已按上文补全问题。"
-                return self._carry_subject(question, asked_before), [note]
+                log.warning("LLM follow-up rewrite failed, carried on the earlier question: %s", error)
+                return self._carry_subject(question, asked_before), ["大模型暂时不可用，已按上文补全问题。"]
         return self._carry_subject(question, asked_before), []
 
     def is_followup(self, question: str) -> bool:
@@ -455,12 +455,13 @@ class Answerer:
         # none (突发事件信息报送的上级最迟时限是 [2]、[3]。, the question said back), as in the reader:
         # nothing is shown until one does, and an answer without one is the extractive answer.
         answers_kind = lambda checked: query is None or query.kind is None or any(query.kind.found_by.search(c) for c, _ in checked.claims)  # noqa: E731
-        text, shown = "", ""
+        text, shown, checked_upto = "", "", ""
         try:
             for text in self.generator.stream(base.standalone_question, hits):
                 complete = completed_sentences(text)
-                if not complete or self.prompts.refusal_marker in complete:
-                    continue
+                if not complete or complete == checked_upto or self.prompts.refusal_marker in complete:
+                    continue  # checked once per completed sentence, not per token
+                checked_upto = complete
                 checked = check_citations(complete, len(hits), attribute=attribute)
                 visible = renumber(checked.text, checked.cited)
                 if visible != shown and answers_kind(checked):

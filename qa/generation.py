@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import pybreaker
 from langchain_core.language_models import BaseChatModel
 
 from qa.config import Settings
@@ -88,23 +87,64 @@ def probe(settings: Settings, timeout: float = 5.0) -> str:
         response = httpx.get(url, timeout=timeout, headers={"Authorization": f"Bearer {settings.llm_api_key or 'not-needed'}"})
         response.raise_for_status()
         names = [m.get("id") or m.get("name") for m in response.json().get("data", []) if isinstance(m, dict)]
-    except (httpx.HTTPError, ValueError, AttributeError) as error:
+    except (httpx.HTTPError, ValueError, AttributeError, TypeError) as error:  # down, or a listing not as OpenAI's
         return f"LLM: {settings.llm_model} at {settings.llm_base_url} does not answer ({type(error).__name__}); answers stay extractive until it does"
     listed = f" (serves {', '.join(str(n) for n in names[:3])})" if names else ""
     return f"LLM: {settings.llm_model} at {settings.llm_base_url}{listed}"
 
 
-def make_breaker(settings: Settings) -> pybreaker.CircuitBreaker:
-    """After ``llm_failures_before_pause`` failed calls in a row the endpoint is left alone for
-    ``llm_pause_seconds`` (answers are extractive meanwhile), then one call tries it again: a dead
-    endpoint must not hold every request's worker for the whole timeout. A caller that stops
-    reading a stream early (GeneratorExit) is no failure of the endpoint."""
-    return pybreaker.CircuitBreaker(
-        fail_max=settings.llm_failures_before_pause,
-        reset_timeout=settings.llm_pause_seconds,
-        exclude=[GeneratorExit],
-        name="llm",
-    )
+class Breaker:
+    """After ``failures`` failed LLM calls in a row the endpoint is left alone for ``pause`` seconds
+    (answers are extractive meanwhile), then one call at a time tries it again: a dead endpoint
+    must not hold every request's worker for the whole timeout. Written here rather than taken from
+    pybreaker, whose generator support counts a stream the reader stops early (a citizen closing
+    the page) as a success, and records outcomes outside its lock against the state a call began in.
+
+    ``allow()`` gives a permit ("closed", "trial") or None while paused; the call reports back with
+    ``succeeded``, ``failed`` or ``released`` (stopped by its reader: no verdict on the endpoint)."""
+
+    def __init__(self, failures: int, pause: float, clock: Callable[[], float] = time.monotonic):
+        self.failures, self.pause, self._clock = failures, pause, clock
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._opened_at: float | None = None
+        self._trying = False
+
+    def allow(self) -> str | None:
+        with self._lock:
+            if self._opened_at is None:
+                return "closed"
+            if self._trying or self._clock() - self._opened_at < self.pause:
+                return None
+            self._trying = True
+            return "trial"
+
+    def succeeded(self, permit: str) -> None:
+        with self._lock:
+            self._failed, self._opened_at, self._trying = 0, None, False
+
+    def failed(self, permit: str) -> None:
+        with self._lock:
+            if permit == "trial":
+                self._trying, self._opened_at = False, self._clock()
+            elif self._opened_at is None:  # a call begun before the pause ends in it: no new pause
+                self._failed += 1
+                if self._failed >= self.failures:
+                    self._opened_at = self._clock()
+
+    def released(self, permit: str) -> None:
+        with self._lock:
+            if permit == "trial":
+                self._trying = False
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._opened_at is not None
+
+
+def make_breaker(settings: Settings) -> Breaker:
+    return Breaker(settings.llm_failures_before_pause, settings.llm_pause_seconds)
 
 
 def clause_block(n: int, hit: Hit) -> str:
@@ -228,7 +268,7 @@ def renumber(text: str, order: list[int]) -> str:
 class Generator:
     """Streams an LLM answer over numbered clauses; rewrites follow-ups into standalone questions."""
 
-    def __init__(self, llm: BaseChatModel, prompts: Prompts, settings: Settings, breaker: pybreaker.CircuitBreaker | None = None):
+    def __init__(self, llm: BaseChatModel, prompts: Prompts, settings: Settings, breaker: Breaker | None = None):
         self.llm = llm
         self.prompts = prompts
         self.settings = settings
@@ -239,10 +279,18 @@ class Generator:
         while the breaker holds the endpoint off after repeated failures."""
         clauses = "\n\n".join(clause_block(n, hit) for n, hit in enumerate(hits, start=1))
         messages = self.prompts.answer.format_messages(clauses=clauses, question=question)
+        permit = self.breaker.allow()
+        if permit is None:
+            raise GenerationError(f"the endpoint failed {self.settings.llm_failures_before_pause} times in a row; paused")
         try:
-            yield from self.breaker.call(self._watched, messages)
-        except pybreaker.CircuitBreakerError as error:
-            raise GenerationError(f"the endpoint failed {self.settings.llm_failures_before_pause} times in a row; paused") from error
+            yield from self._watched(messages)
+        except GenerationError:
+            self.breaker.failed(permit)
+            raise
+        except GeneratorExit:
+            self.breaker.released(permit)
+            raise
+        self.breaker.succeeded(permit)
 
     def _watched(self, messages) -> Iterator[str]:
         """The model's stream read in a thread of its own, so the deadlines hold whatever the
@@ -291,10 +339,15 @@ class Generator:
 
     def rewrite_followup(self, question: str, history: list[tuple[str, str]]) -> str:
         messages = self.prompts.followup.format_messages(history=format_history(history), question=question)
+        permit = self.breaker.allow()
+        if permit is None:
+            raise GenerationError("the endpoint is paused")
         try:
             reply = self.llm.invoke(messages)
         except Exception as error:
+            self.breaker.failed(permit)
             raise GenerationError(f"{type(error).__name__}: {error}") from error
+        self.breaker.succeeded(permit)
         content = reply.content if isinstance(reply.content, str) else ""
         lines = [line.strip() for line in content.strip().splitlines() if line.strip()]
         if not lines or len(lines[0]) > self.settings.max_question_chars:

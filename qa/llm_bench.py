@@ -21,7 +21,7 @@ from pathlib import Path
 from qa.config import Settings
 from qa.evaluate import Question, cites_gold, read_questions, shows_gold
 from qa.extractive import han_bigrams
-from qa.generation import check_citations
+from qa.generation import check_citations, make_breaker
 from qa.text import compact
 
 GOLD_PAIRS_SHOWN = 0.6
@@ -70,11 +70,13 @@ def measure(settings: Settings, searcher, questions: list[Question], log=print) 
         def timed(asked, hits, seen=seen, original=original):
             started = time.monotonic()
             for text in original(asked, hits):
-                seen.setdefault("first", time.monotonic() - started)
+                if text:  # the first text, not the empty role chunk
+                    seen.setdefault("first", time.monotonic() - started)
                 seen["raw"], seen["hits"] = text, hits
                 yield text
 
         llm.generator.stream = timed
+        llm.generator.breaker = make_breaker(settings)  # each question on its own: a slow one pauses no other
         started = time.monotonic()
         answer = llm.answer(question.question)
         total = time.monotonic() - started

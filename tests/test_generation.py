@@ -305,3 +305,52 @@ def test_an_llm_answer_that_says_the_question_back_without_the_figure_asked_is_n
     fake_llm.behaviour, fake_llm.replay = "replay", "热线工单延期申请的次数是[1]。"
     final = llm_answerer.answer("热线工单延期申请最多几次？")
     assert final.mode == "extractive" and "次数是" not in final.text
+
+
+def test_the_breaker_pauses_after_failures_and_tries_one_call_at_a_time():
+    from qa.generation import Breaker
+
+    now = [0.0]
+    breaker = Breaker(failures=2, pause=60.0, clock=lambda: now[0])
+    first, second = breaker.allow(), breaker.allow()
+    breaker.failed(first)
+    abandoned = breaker.allow()
+    breaker.released(abandoned)  # a citizen closing the page is no success of the endpoint
+    breaker.failed(second)
+    assert breaker.paused and breaker.allow() is None
+    now[0] = 61.0
+    trial = breaker.allow()
+    assert trial == "trial" and breaker.allow() is None, "one trial call at a time"
+    breaker.failed(trial)
+    now[0] = 100.0
+    assert breaker.allow() is None, "a failed trial pauses again"
+    now[0] = 122.0
+    breaker.succeeded(breaker.allow())
+    assert not breaker.paused and breaker.allow() == "closed"
+
+
+def test_a_listing_not_as_openais_does_not_stop_start_up(settings):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from qa.generation import probe
+
+    class Odd(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = json.dumps({"data": 5}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        line = probe(replace(settings, llm_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", llm_model="m"))
+        assert "does not answer" in line
+    finally:
+        server.shutdown()
