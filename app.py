@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     from qa.index import build_index
     from qa.retrieval import HybridSearcher
     from qa.web import create_app
+    from qa.web.server import raise_open_file_limit, uvicorn_config
     from qa.web.library import Library, limit_compute_threads, serving_settings
 
     settings = load_settings(llm_base_url=args.llm_base_url, llm_model=args.llm_model)
@@ -51,7 +52,9 @@ def main(argv=None) -> int:
     print(f"政策问答 on http://{args.host}:{args.port}/  widget: /widget  API: /api/ask, /api/search  admin: {admin}", file=sys.stderr)
     # Access lines (with client addresses) are logged at INFO: only when QA_ACCESS_LOG asks for them.
     level = "info" if settings.access_log else "warning"
-    uvicorn.run(app, host=args.host, port=args.port, log_level=level, access_log=settings.access_log)
+    raise_open_file_limit()
+    config = uvicorn_config(app, settings, args.host, args.port, log_level=level, access_log=settings.access_log)
+    uvicorn.Server(config).run()
     return 0
 
 

@@ -103,13 +103,6 @@ def _filters(args):
     return Filters(region=args.region, issuer=args.issuer, document=args.document, year=args.year)
 
 
-def hit_json(hit) -> dict:
-    """One search hit as JSON: `python -m qa search --json` and the web app's GET /api/search."""
-    data = hit.to_dict()
-    keys = ("id", "doc_title", "doc_number", "label", "path", "text", "score", "source_file")
-    return {key: data[key] for key in keys} | {"issuer": data["issuer"], "date": data["date"], "via": hit.via}
-
-
 def cmd_search(args, settings: Settings) -> int:
     from qa.evaluate import read_questions
 
@@ -121,11 +114,11 @@ def cmd_search(args, settings: Settings) -> int:
     if args.batch:
         for question in read_questions(Path(args.batch)):
             hits = searcher.search(question.question, k=args.k, filters=filters)
-            _print_json({"id": question.id, "hits": [hit_json(h) for h in hits]})
+            _print_json({"id": question.id, "hits": [h.to_api() for h in hits]})
         return 0
     hits = searcher.search(args.query, k=args.k, filters=filters)
     if args.json:
-        _print_json({"query": args.query, "hits": [hit_json(h) for h in hits]})
+        _print_json({"query": args.query, "hits": [h.to_api() for h in hits]})
         return 0
     if not hits:
         print("no results")
@@ -176,22 +169,6 @@ def cmd_train_judge(args, settings: Settings) -> int:
     return 0
 
 
-def answer_json(answer, question_id=None) -> dict:
-    """An answer as JSON: `python -m qa ask --json` and the web app's POST /api/ask."""
-    data = answer.to_dict()
-    keys = ("n", "doc_title", "doc_number", "issuer", "date", "label", "path", "text", "source_file", "notes")
-    citations = [{key: c[key] for key in keys} for c in data["citations"]]
-    head = {} if question_id is None else {"id": question_id}
-    return head | {
-        "answer": data["answer"],
-        "grade": data["grade"],
-        "refused": data["refused"],
-        "mode": data["mode"],
-        "citations": citations,
-        "notes": data["notes"],
-    }
-
-
 def _print_answer(answer) -> None:
     print(answer.text)
     if answer.refused:  # the refusal text lists the closest clauses itself
@@ -219,7 +196,7 @@ def cmd_ask(args, settings: Settings) -> int:
     if args.batch:
         for question in read_questions(Path(args.batch)):
             try:
-                _print_json(answer_json(answerer.answer(question.question, filters=filters), question.id))
+                _print_json(answerer.answer(question.question, filters=filters).to_api(question.id))
             except QuestionError as error:
                 _print_json({"id": question.id, "answer": "", "refused": False, "citations": [], "error": str(error)})
         return 0
@@ -229,7 +206,7 @@ def cmd_ask(args, settings: Settings) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:
-        _print_json(answer_json(answer))
+        _print_json(answer.to_api())
     else:
         _print_answer(answer)
     return 0

@@ -30,7 +30,7 @@ class Settings:
     passage_prefix: str = "passage: "
     # Measured on 2 cores: batch 8 embeds 1.25x faster than 32 (less padding per batch).
     embed_batch_size: int = 8
-    # What runs the embedding model (qa/onnx_embedding.py): "torch" = fp32 sentence-transformers
+    # What runs the embedding model (qa/embedding/onnx.py): "torch" = fp32 sentence-transformers
     # (the reference); "onnx" = fp32 ONNX Runtime with fused kernels; "onnx-int8" = the same with
     # int8 weights (per-channel scales), the fastest: 3.75x torch's build throughput, cosine 0.997
     # to fp32, but dev Recall@1 0.875 against torch's 0.889 (README "Speed and scale"), so torch
@@ -185,6 +185,13 @@ class Settings:
     llm_pause_seconds: float = 60.0
     max_question_chars: int = 2000
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Reading one PDF or DOCX (in a child process; qa/loaders.py). Measured: the bundled gazettes
+    # read in under 2 s each; a 0.7 MB DOCX holding 200 MB of XML took 231 s and 2.2 GB before
+    # these limits. A document a person wrote unpacks to a few MB and has tens of pages.
+    parse_timeout_s: float = 60.0
+    parse_memory_mb: int = 1024
+    max_unpacked_bytes: int = 64 * 1024 * 1024
+    max_pdf_pages: int = 2000
     # -- web app (qa/web) --
     # Where the web app writes what it collects: feedback.jsonl (likes/dislikes with the answer).
     data_dir: Path = PROJECT_ROOT / "data"
@@ -198,12 +205,13 @@ class Settings:
     # Clauses listed per query on the staff search desk and by GET /api/search without k.
     search_desk_k: int = 10
     # -- reliability and security (qa/web/guard.py, README "Operating it") --
-    # Requests per minute each client address may make to /api/* and to the Gradio queue (a token
-    # bucket refilled at this rate, holding rate_limit_burst tokens); 0 turns the limit off. A
-    # citizen asks a question every few seconds at most; a page load costs 3 requests.
+    # Requests per minute each client address may make to any route but the short exempt list of
+    # qa/web/guard.py (a token bucket refilled at this rate, holding rate_limit_burst tokens); 0
+    # turns the limit off. A citizen asks a question every few seconds at most; a page load costs
+    # 3 requests (its load events), the page, its config and assets being exempt.
     rate_limit_per_minute: int = 60
     rate_limit_burst: int = 20
-    # Largest request body for /api/* and the Gradio queue (questions, history); admin uploads may
+    # Largest request body for any route (questions, history); admin uploads may
     # be max_upload_bytes plus multipart framing. Anything bigger gets 413 before it is read.
     max_request_bytes: int = 1024 * 1024
     # Answers worked out at once, across the JSON API and both chat pages; the others wait for a
@@ -227,6 +235,18 @@ class Settings:
     # thread a call answered in 6 ms (int8 ONNX) against 15 ms with two, and in 0.04 s (torch)
     # against 1.1 s, the threads of concurrent calls fighting over the cores. 0 = library default.
     serve_compute_threads: int = 1
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's
+    # forwarded_allow_ips: addresses or networks, comma-separated, e.g. "127.0.0.1"); "" believes
+    # no one, so a client cannot claim another address (and escape its rate limit) or scheme.
+    forwarded_allow_ips: str = ""
+    # Seconds a connection has to send a whole request head. Measured: 1,500 connections trickling
+    # headers held 1,500 sockets for a minute each and brought the server to "Too many open files";
+    # a browser sends its head in one packet, a phone on a bad line within a second or two.
+    head_timeout_s: float = 10.0
+    # Connections (and running requests) at once before new ones get 503 (uvicorn's
+    # limit_concurrency): kept well under the open-file limit, which app.py raises to its maximum.
+    # A visitor holds 1-3 (the page, the queue's event stream).
+    max_connections: int = 1000
     # uvicorn's access log (one line per request, with the client address); off so that nothing
     # stores client addresses unless an operator asks for it.
     access_log: bool = False

@@ -10,7 +10,7 @@ from pathlib import Path
 from qa.articles import split_articles
 from qa.config import Settings
 from qa.documents import gazette_name, split_documents
-from qa.loaders import SUPPORTED_SUFFIXES, LoadError, read_file
+from qa.loaders import SUPPORTED_SUFFIXES, LoadError, ParseLimits, read_file
 from qa.models import Article, Document
 
 
@@ -71,13 +71,16 @@ def load_corpus(settings: Settings, *, report=sys.stderr) -> Corpus:
     corpus = Corpus()
     if not settings.corpus_dir.is_dir():
         raise FileNotFoundError(f"corpus folder not found: {settings.corpus_dir}")
+    limits = ParseLimits.of(settings)
     for path in corpus_files(settings.corpus_dir):
         try:
-            text = read_file(path)
+            corpus.files.append(parse_text(read_file(path, limits), path.name, settings))
         except LoadError as error:
             corpus.errors.append(error)
-            if report:
-                print(f"skipped {error}", file=report)
+        except Exception as error:  # a splitter bug on one odd file must not stop the build
+            corpus.errors.append(LoadError(path.name, f"无法切分条款（{type(error).__name__}）"))
+        else:
             continue
-        corpus.files.append(parse_text(text, path.name, settings))
+        if report:
+            print(f"skipped {corpus.errors[-1]}", file=report)
     return corpus

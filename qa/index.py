@@ -7,12 +7,15 @@ use. A build re-embeds only articles whose passage text (or the model) changed.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -318,9 +321,10 @@ def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndar
         return {}
     try:
         manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
-        if manifest.fingerprint != fingerprint:
+        if manifest.fingerprint != fingerprint or not manifest.checksums:
             return {}
-        # Damaged vectors must not be carried into the new index: reused only when they check out.
+        # Damaged vectors must not be carried into the new index: reused only when they check out
+        # (an index without checksums, from before they were kept, or with them removed, is not).
         verify_checksums(folder, manifest.checksums, only=("embeddings.npy", "window_embeddings.npy"))
         articles = np.load(folder / "embeddings.npy")
         windows = np.load(folder / "window_embeddings.npy")
@@ -364,8 +368,48 @@ def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], 
     )
 
 
+BUILD_LOCK = ".build.lock"
+# Index folders this process holds the build lock of, by thread: an admin change holds it while it
+# reads the corpus and builds, and the build it calls takes it again.
+_holding = threading.local()
+
+
+@contextlib.contextmanager
+def build_lock(settings: Settings, *, progress: bool = False):
+    """One build of an index folder at a time, across processes (a CLI build beside the app's admin
+    upload): an exclusive lock on a file in the folder, waited for. Re-entrant in its thread.
+    Without it the build finishing last switched in an index without the other's new file."""
+    held = getattr(_holding, "folders", None)
+    if held is None:
+        held = _holding.folders = set()
+    folder = str(Path(settings.index_dir).resolve())
+    if folder in held:
+        yield
+        return
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.index_dir / BUILD_LOCK, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print("another build of this index is running; waiting for it to finish…", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        held.add(folder)
+        try:
+            yield
+        finally:
+            held.discard(folder)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def build_index(settings: Settings, embeddings=None, corpus: Corpus | None = None, *, progress=True) -> BuildReport:
-    """Build (or bring up to date) the index for the corpus folder."""
+    """Build (or bring up to date) the index for the corpus folder, read once this build holds
+    the build lock (so a build that waited for another sees that one's files)."""
+    with build_lock(settings, progress=progress):
+        return _build_index(settings, embeddings, corpus, progress=progress)
+
+
+def _build_index(settings: Settings, embeddings, corpus: Corpus | None, *, progress: bool) -> BuildReport:
     from qa.embedding import PolicyEmbeddings
 
     started = time.perf_counter()

@@ -362,11 +362,14 @@ def free_port() -> int:
 
 
 def start_app(port: int) -> subprocess.Popen:
-    """``python app.py`` on 127.0.0.1:port, with this process's environment (QA_* settings)."""
+    """``python app.py`` on 127.0.0.1:port, with this process's environment (QA_* settings). The
+    test plays the reverse proxy in front of it (each user sends its own X-Forwarded-For), so the
+    app is told to believe 127.0.0.1 as a proxy."""
     log = tempfile.TemporaryFile(mode="w+", encoding="utf-8")  # a file, not a pipe nobody drains
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
         cwd=PROJECT_ROOT,
+        env={**os.environ, "QA_FORWARDED_ALLOW_IPS": "127.0.0.1"},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )

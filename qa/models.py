@@ -116,6 +116,15 @@ class Hit:
         data["score"] = round(self.score, 4)
         return data
 
+    # The fields of a hit in the API (`python -m qa search --json`, GET /api/search).
+    API_FIELDS = ("id", "doc_title", "doc_number", "issuer", "date", "region", "label", "path", "text", "score", "source_file")
+
+    def to_api(self) -> dict:
+        """This hit as the API gives it: the clause, its document's metadata (region too: it is a
+        filter), its score and how it was found."""
+        data = self.to_dict()
+        return {key: data[key] for key in self.API_FIELDS} | {"via": self.via}
+
 
 @dataclass
 class Citation:
@@ -173,3 +182,14 @@ class Answer:
             "citations": [c.to_dict() for c in self.citations],
             "notes": list(self.notes),
         }
+
+    # The fields of a citation in the API (`python -m qa ask --json`, POST /api/ask).
+    CITATION_API_FIELDS = ("n", "doc_title", "doc_number", "issuer", "date", "region", "label", "path", "text", "source_file", "notes")
+
+    def to_api(self, question_id: str | None = None) -> dict:
+        """This answer as the API gives it (with the question's id for a --batch line)."""
+        data = self.to_dict()
+        citations = [{key: c[key] for key in self.CITATION_API_FIELDS} for c in data["citations"]]
+        head = {} if question_id is None else {"id": question_id}
+        keys = ("answer", "grade", "refused", "mode")
+        return head | {key: data[key] for key in keys} | {"citations": citations, "notes": data["notes"]}

@@ -48,7 +48,9 @@ def serve(app, port: int) -> object:
     """Runs the app under uvicorn in a background thread; returns once it accepts connections."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from qa.web.server import uvicorn_config
+
+    server = uvicorn.Server(uvicorn_config(app, app.state.settings, "127.0.0.1", port, log_level="warning"))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -113,6 +115,8 @@ def web_settings(settings, tmp_path_factory, host_port) -> Settings:
         # Every test request comes from 127.0.0.1, far faster than a citizen asks: the limits have
         # tests of their own (tests/test_web_security.py), on an app of their own.
         rate_limit_per_minute=0,
+        # The tests play the reverse proxy: each says which citizen it is with X-Forwarded-For.
+        forwarded_allow_ips="127.0.0.1",
     )
 
 

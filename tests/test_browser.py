@@ -341,9 +341,21 @@ def test_admin_tab_refuses_a_wrong_token_then_adds_and_removes_an_upload(browser
     wait_for(browser, lambda d: any(before[0][0] in o for o in listed_files(d)))
     token.clear()
 
+    # Without the right token the file does not even reach the server (the upload needs it too).
+    uploads = Path(web.app.state.upload_dir)
+    stored_before = sorted(uploads.rglob("*"))
     token.send_keys("not-the-token")
     css(browser, "#qa-admin-upload input[type='file']")[0].send_keys(str(upload))
+    time.sleep(2)
+    assert upload.stem not in css(browser, "#qa-admin-upload")[0].text
+    assert sorted(uploads.rglob("*")) == stored_before
+    token.clear()
+    token.send_keys(ADMIN_TOKEN)
+    css(browser, "#qa-admin-upload input[type='file']")[0].send_keys(str(upload))
     wait_for(browser, lambda d: upload.stem in css(d, "#qa-admin-upload")[0].text)
+    # Uploaded, then the token changed: adding is refused.
+    token.clear()
+    token.send_keys("not-the-token")
     css(browser, "#qa-admin-add")[0].click()
     wait_for(browser, lambda d: "管理令牌不正确" in css(d, "#qa-admin-status")[0].text)
     assert corpus_state(web.settings) == before

@@ -103,6 +103,17 @@ def test_a_model_that_obeys_the_planted_text_still_gives_a_checked_answer(search
     check_citations_are_the_answers_own(answer)
 
 
+def test_a_planted_sentence_cited_to_a_clause_that_does_not_state_it_is_dropped(searcher, fake_llm):
+    """The model repeats an instruction a document planted and cites a clause it was given, [1]:
+    the citation is in range, but the clause does not state the sentence, so it is not served."""
+    fake_llm.replay = "{first}。[1]\n请拨打400-000-0000领取补贴。[1]"
+    answer = llm_answerer(searcher, fake_llm, "replay").answer(QUESTION)
+    assert fake_llm.requests, "the model was asked"
+    assert "400-000-0000" not in answer.text and "领取补贴" not in answer.text
+    assert "10月31日" in answer.text
+    check_citations_are_the_answers_own(answer)
+
+
 def test_without_an_llm_the_clause_is_quoted_not_followed(searcher):
     answer = Answerer(searcher.settings, searcher=searcher, llm=None).answer(QUESTION)
     assert answer.mode == "extractive" and "10月31日" in answer.text

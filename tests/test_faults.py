@@ -159,6 +159,52 @@ def test_damaged_embeddings_are_detected_and_never_reused(small_build, small_set
     np.testing.assert_allclose(rebuilt, original, atol=1e-5)
 
 
+def test_vectors_of_an_index_without_checksums_are_never_reused(small_build, small_settings, small_embeddings, tmp_path):
+    """A manifest whose checksums are gone (an old index, or removed) beside zeroed vectors: the
+    vectors cannot be checked, so the build embeds everything again instead of sealing them in."""
+    import json
+
+    settings = copy_index(small_settings, tmp_path)
+    folder = current_folder(settings.index_dir)
+    original = np.load(folder / "embeddings.npy")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest.pop("checksums")
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    np.save(folder / "embeddings.npy", np.zeros_like(original))
+    report = build_index(settings, small_embeddings, progress=False)
+    assert report.embedded == small_build.articles
+    np.testing.assert_allclose(np.load(current_folder(settings.index_dir) / "embeddings.npy"), original, atol=1e-5)
+
+
+def test_a_build_waits_for_the_one_running_and_builds_the_corpus_as_it_then_is(small_build, small_settings, small_embeddings, tmp_path):
+    """Another process holds the build lock while it adds a file to the corpus (as a CLI build or
+    an admin upload does): a build started meanwhile waits, then includes that file."""
+    from qa.index import BUILD_LOCK
+
+    settings = copy_index(small_settings, tmp_path)
+    added = settings.corpus_dir / "zz_后来的通知.txt"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import fcntl, sys, time\n"
+            f"lock = open({str(settings.index_dir / BUILD_LOCK)!r}, 'a+')\n"
+            "fcntl.flock(lock, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(1.5)\n"
+            f"open({str(added)!r}, 'w', encoding='utf-8').write('关于后来的通知\\n\\n第一条 后来加入的条款。\\n')\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        build_index(settings, small_embeddings, progress=False)
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(30)
+    assert waited >= 1.0
+    assert added.name in load_index(settings, small_embeddings.fingerprint).manifest.files
+
+
 @pytest.mark.parametrize("pointer", [b"v-does-not-exist", b"\xff\xfe\x00garbage", b"../../etc", b""])
 def test_a_garbled_current_pointer_reads_as_no_index_and_is_rebuilt(pointer, small_build, small_settings, small_embeddings, tmp_path):
     settings = copy_index(small_settings, tmp_path)

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 
 from qa.config import load_settings  # noqa: E402
 from qa.embedding import ModelProvisioningError, PolicyEmbeddings, load_sentence_transformer, provision_model  # noqa: E402
-from qa.onnx_embedding import (  # noqa: E402
+from qa.embedding.onnx import (  # noqa: E402
     BACKEND_ONNX,
     BACKEND_ONNX_INT8,
     MIN_COSINE,
@@ -114,7 +114,7 @@ def test_an_unknown_backend_is_a_clear_error(torch_settings):
 
 def test_a_failed_build_leaves_nothing_behind(torch_settings, tmp_path, monkeypatch):
     """The artefact appears whole or not at all: a failure mid-way removes the staging folder."""
-    import qa.onnx_embedding as onnx_embedding
+    import qa.embedding.onnx as onnx_embedding
 
     source = provision_model(torch_settings)
     settings = dataclasses.replace(torch_settings, embedding_model=str(source), model_cache_dir=tmp_path / "cache",

@@ -16,7 +16,6 @@ import pytest
 pytest.register_assert_rewrite("fixtures_web")
 
 from fixtures_web import ADMIN_TOKEN, corpus_state, free_port, serve  # noqa: E402
-from qa.cli import hit_json  # noqa: E402
 from qa.config import PROJECT_ROOT  # noqa: E402
 
 pytest_plugins = ["fixtures_web"]
@@ -141,7 +140,7 @@ def test_ask_rejects_a_malformed_body_with_a_message(client, body, status, messa
 # -- GET /api/search ------------------------------------------------------------------------------
 def test_search_returns_the_hit_json_of_the_cli(web, client):
     data = client.get("/api/search", params={"q": "防汛 值班", "k": 4}).json()
-    expected = [hit_json(h) for h in web.app.state.library.searcher.search("防汛 值班", k=4)]
+    expected = [h.to_api() for h in web.app.state.library.searcher.search("防汛 值班", k=4)]
     assert data == {"query": "防汛 值班", "hits": expected}
     assert len(data["hits"]) == 4
 
@@ -183,7 +182,7 @@ def test_document_page_marks_the_clause_and_allows_no_scripts(client):
 def test_frame_ancestors_and_cors_allow_only_the_configured_host(web, client, host_site):
     page = client.get("/widget/")
     assert page.status_code == 200
-    assert page.headers["content-security-policy"] == f"frame-ancestors 'self' {host_site.url}"
+    assert page.headers["content-security-policy"].endswith(f"; frame-ancestors 'self' {host_site.url}")
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
     allowed = client.options("/api/ask", headers={"Origin": host_site.url, **preflight})
     assert allowed.headers.get("access-control-allow-origin") == host_site.url

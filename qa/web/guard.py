@@ -1,7 +1,15 @@
 """What keeps one client from taking the service from everyone else: a request-rate limit per
-client address and a size limit on request bodies, on the public endpoints (the JSON API and the
-Gradio queue). One plain ASGI middleware, in process: the app runs as one process, so a token bucket
-per address in memory is all the state a limit needs.
+client address and a size limit on request bodies. One plain ASGI middleware, in process: the app
+runs as one process, so a token bucket per address in memory is all the state a limit needs.
+
+Default deny: every request counts against its client's rate, and every body against the size
+limit, unless it is on the short exempt list below (GETs a page makes many of: the page shells,
+static files, the queue's event stream and heartbeats). Gradio adds routes with every release
+(monitoring, streams, reset, cancel…); a list of what to limit would miss the next one.
+
+Uploads to Gradio (``/gradio_api/upload``, the admin tab's file) are the one route that writes to
+disk, so they need the admin token too: the admin tab keeps the token the operator typed in a
+same-site cookie (:data:`ADMIN_COOKIE`), which the browser sends with the upload.
 
 A chat question past the limit is not refused with a 429 (Gradio's page would show it as an error
 box): it goes on to the chat marked as limited (:func:`was_rate_limited`), which says so as an
@@ -9,15 +17,17 @@ answer, without answering. Such notices have a small bucket of their own (NOTICE
 then NOTICES_PER_MINUTE); past it a chat question gets the 429 too, so a flood of questions cannot
 fill the queue with notices.
 
-The client address is the connection's, which uvicorn takes from ``X-Forwarded-For`` only when the
-connection comes from a trusted proxy (127.0.0.1 unless ``FORWARDED_ALLOW_IPS`` says otherwise),
-so a visitor cannot pick a new address per request to escape the limit.
+The client address is the connection's. uvicorn replaces it with ``X-Forwarded-For`` only when the
+connection comes from a proxy named in ``forwarded_allow_ips`` (none by default; see
+:func:`qa.web.server.uvicorn_config`), so a visitor cannot pick a new address per request to
+escape the limit.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -26,13 +36,25 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 
 from qa.config import Settings
+from qa.web.library import token_matches
 
-# Paths whose requests count against the limits: the JSON API, and the Gradio routes that start
-# work (joining the queue, calling an endpoint, uploading a file) under / and /widget/. Static
-# files, the queue's event stream and heartbeats are not limited: a page makes many of them.
-API_PREFIX = "/api/"
-GRADIO_WORK = ("/gradio_api/queue/join", "/gradio_api/upload", "/gradio_api/run/", "/gradio_api/call/")
+# The exempt list: GETs (and HEADs) a page makes many of, cheap to answer. Under "/" and under
+# "/widget/": the page itself, its configuration (which the web component fetches), its static
+# files, Gradio's web-component script, and the queue's event stream and heartbeats (one open
+# stream per event a visitor runs).
+EXEMPT_GET = re.compile(
+    r"^(?:/widget)?/(?:"
+    r"|config/?|gradio\.js|favicon\.ico|theme\.css|gradio_api/theme\.css"
+    r"|(?:gradio_api/)?(?:assets|static|svelte)/.*"
+    r"|gradio_api/queue/data|gradio_api/heartbeat/.*"
+    r")$"
+)
 UPLOAD_PATHS = ("/api/admin/", "/gradio_api/upload")
+GRADIO_UPLOAD = "/gradio_api/upload"
+# The cookie the admin tab sets from its token field (see ui.ADMIN_COOKIE_JS) for Gradio uploads.
+ADMIN_COOKIE = "qa_admin_token"
+UPLOAD_DENIED = "上传文件需要管理令牌：请在“管理”页填写正确的管理令牌后再上传。"
+UPLOAD_OFF = "管理功能未启用，不接受上传。"
 # Multipart framing around an uploaded file (boundaries, part headers): generous, it is small.
 MULTIPART_OVERHEAD = 64 * 1024
 # Addresses remembered at most; the least recently seen are forgotten first (a forgotten address
@@ -86,8 +108,34 @@ class RateLimiter:
             return (1.0 - bucket.tokens) / self.rate
 
 
-def is_limited_path(path: str) -> bool:
-    return path.startswith(API_PREFIX) or any(part in path for part in GRADIO_WORK)
+def is_exempt(method: str, path: str) -> bool:
+    """Whether a request is on the exempt list (not rate limited); every other one is."""
+    return method in ("GET", "HEAD") and EXEMPT_GET.match(path) is not None
+
+
+def is_gradio_upload(path: str) -> bool:
+    return path.rstrip("/").endswith(GRADIO_UPLOAD)
+
+
+def upload_token(scope) -> str | None:
+    """The admin token an upload carries: its cookie, ``X-Admin-Token`` or ``Authorization: Bearer``."""
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers") or []}
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    if headers.get("x-admin-token"):
+        return headers["x-admin-token"]
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == ADMIN_COOKIE:
+            from urllib.parse import unquote
+
+            return unquote(value)
+    return None
+
+
+def admin_token_given(scope, settings: Settings) -> bool:
+    return token_matches(settings, upload_token(scope))
 
 
 def gradio_page(path: str) -> str:
@@ -112,7 +160,7 @@ def was_rate_limited(request) -> bool:
 
 
 def body_limit(path: str, settings: Settings) -> int:
-    if path.startswith(UPLOAD_PATHS[0]) or UPLOAD_PATHS[1] in path:
+    if path.startswith(UPLOAD_PATHS[0]) or is_gradio_upload(path):
         return settings.max_upload_bytes + MULTIPART_OVERHEAD
     return settings.max_request_bytes
 
@@ -155,16 +203,24 @@ class RequestGuard:
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope.get("method") == "OPTIONS" or not is_limited_path(path):
+        method = scope.get("method", "")
+        if scope["type"] != "http" or method == "OPTIONS":
             await self.app(scope, receive, send)
+            return
+        limit = body_limit(path, self.settings)
+        too_large = TOO_LARGE.format(limit=readable_size(limit))
+        if is_exempt(method, path):
+            await self._counted(scope, receive, send, limit, too_large)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.limiter.wait_needed(client)
-        limit = body_limit(path, self.settings)
-        too_large = TOO_LARGE.format(limit=readable_size(limit))
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if wait > 0 and not (path.endswith(GRADIO_JOIN) and self.chat_events.get(gradio_page(path))):
             await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            return
+        if is_gradio_upload(path) and not admin_token_given(scope, self.settings):
+            status, detail = (403, UPLOAD_OFF) if not self.settings.admin_token else (401, UPLOAD_DENIED)
+            await send_json(send, status, detail, {"Connection": "close"})
             return
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_json(send, 413, too_large, {"Connection": "close"})

