@@ -27,12 +27,10 @@ def main(argv=None) -> int:
 
     import uvicorn
 
-    from qa.cli import say_why_index_is_rebuilt
     from qa.config import load_settings
     from qa.embedding import PolicyEmbeddings
     from qa.generation import probe
-    from qa.index import build_index
-    from qa.retrieval import HybridSearcher
+    from qa.searchers import open_searcher, ready_index
     from qa.web import create_app
     from qa.web.server import raise_open_file_limit, uvicorn_config
     from qa.web.library import Library, limit_compute_threads, serving_settings
@@ -40,12 +38,12 @@ def main(argv=None) -> int:
     settings = load_settings(llm_base_url=args.llm_base_url, llm_model=args.llm_model)
     embeddings = PolicyEmbeddings(settings)  # one model for the build and for serving
     print("checking the index (first run builds it)…", file=sys.stderr)
-    say_why_index_is_rebuilt(settings, embeddings)  # a missing or damaged index is named, then rebuilt
-    print(build_index(settings, embeddings, progress=True).summary(), file=sys.stderr)
+    report = ready_index(settings, embeddings, progress=True)  # a missing or damaged index is named, then rebuilt
+    print(report.summary() if report else f"{settings.vector_backend} index ready", file=sys.stderr)
     # The build used every core; serving runs requests in parallel, one compute thread each.
     limit_compute_threads(settings.serve_compute_threads)
     settings = serving_settings(settings)
-    library = Library(settings, HybridSearcher(settings, embeddings=PolicyEmbeddings(settings)))
+    library = Library(settings, open_searcher(settings, embeddings=PolicyEmbeddings(settings)))
     app = create_app(settings, library)
     print(probe(settings), file=sys.stderr)
     admin = "on" if settings.admin_token else "off (set QA_ADMIN_TOKEN to enable)"

@@ -29,8 +29,9 @@ from qa.generation import GenerationError, Generator, check_citations, completed
 from qa.models import Answer, Citation, Hit, Query
 from qa.query import ELLIPTIC
 from qa.prompts import load_prompts
-from qa.reranking import Ranking, RerankedSearcher, reranked
-from qa.retrieval import Filters, HybridSearcher
+from qa.reranking import Ranking, reranked
+from qa.retrieval import Filters
+from qa.searchers import open_searcher
 from qa.scope import Scope
 
 # Openings that make a question lean on the one before it.
@@ -135,10 +136,10 @@ class Reading:
 
 
 class Answerer:
-    def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None, llm=None):
+    def __init__(self, settings: Settings, searcher=None, llm=None):
         self.settings = settings
         # answers read the clauses retrieval reranked, with the same reader and judge
-        self.searcher = reranked(searcher or HybridSearcher(settings), settings)
+        self.searcher = reranked(searcher or open_searcher(settings), settings)
         self.reader = self.searcher.reader
         self.judge = self.searcher.judge
         self.scope = Scope.of(self.searcher.corpus_articles or getattr(self.searcher, "articles", None) or [])

@@ -53,7 +53,7 @@ def cmd_documents(args, settings: Settings) -> int:
 
 
 def cmd_build(args, settings: Settings) -> int:
-    from qa.searchers import build_for
+    from qa.searchers import build_for, say_why_index_is_rebuilt
 
     say_why_index_is_rebuilt(settings)
     report = build_for(settings, progress=True)
@@ -61,27 +61,6 @@ def cmd_build(args, settings: Settings) -> int:
     for name in report.skipped_files:
         print(f"skipped unreadable file: {name}", file=sys.stderr)
     return 0
-
-
-def say_why_index_is_rebuilt(settings: Settings, embeddings=None) -> None:
-    """A missing or damaged FAISS index is rebuilt by the build; say so, and why, first (the
-    build itself would silently start over)."""
-    from qa.index import CURRENT_POINTER, IndexUnavailable, current_folder, load_index
-
-    if settings.vector_backend != "faiss":
-        return
-    if current_folder(settings.index_dir) is None:
-        if (settings.index_dir / CURRENT_POINTER).exists():
-            print(f"{settings.index_dir / CURRENT_POINTER} names no index version — rebuilding it", file=sys.stderr)
-        return  # otherwise a first build: nothing to explain
-    if embeddings is None:
-        from qa.embedding import PolicyEmbeddings
-
-        embeddings = PolicyEmbeddings(settings)
-    try:
-        load_index(settings, embeddings.fingerprint)
-    except IndexUnavailable as reason:
-        print(f"{reason} — rebuilding it", file=sys.stderr)
 
 
 def _searcher(settings: Settings):

@@ -11,8 +11,13 @@ Bounded on purpose: loopback addresses only, at most MAX_USERS users, MAX_DURATI
 the same server, to see its memory level off). Without ``--url`` it starts ``python app.py`` on a free port itself
 (and stops it after); with ``--url`` give ``--pid`` of the server to see its memory.
 
-Each user sends its own ``X-Forwarded-For`` address (10.77.x.y): uvicorn trusts that header from
-127.0.0.1 only, so the app's per-client rate limit sees 50 citizens, not one.
+Each user sends its own ``X-Forwarded-For`` address (10.77.x.y), the test playing the reverse
+proxy (the app it starts is told to believe 127.0.0.1; one given with ``--url`` must have
+``QA_FORWARDED_ALLOW_IPS=127.0.0.1``), so the app's per-client rate limit sees 50 citizens, not one.
+
+``--flood N`` adds N users who all come from one address (10.66.0.1) and ask as fast as they are
+answered (``--flood-think`` apart): that address must be held to its rate limit while the citizens'
+answers stay quick. Their figures are reported apart ("flood"), the citizens' as usual.
 """
 
 from __future__ import annotations
@@ -107,6 +112,7 @@ class Outcome:
     seconds: float
     status: str  # "ok", "rejected" (a 4xx with a message, e.g. an empty question), "rate-limited", "error"
     detail: str = ""
+    group: str = "citizen"  # "citizen", or "flood" for the --flood users from one address
     text: str = ""  # the answer as the client got it (the JSON's answer, or the chat's last message)
 
 
@@ -141,8 +147,13 @@ def percentile(values: list[float], share: float) -> float:
 
 def summarise(outcomes: list[Outcome], seconds: float, memory: MemorySamples, settings: dict) -> dict:
     channels = {}
-    for channel in ("api", "gradio", "all"):
-        chosen = [o for o in outcomes if channel == "all" or o.channel == channel]
+    for channel in ("api", "gradio", "all", "flood"):
+        if channel == "flood":
+            chosen = [o for o in outcomes if o.group == "flood"]
+            if not chosen:
+                continue
+        else:
+            chosen = [o for o in outcomes if o.group == "citizen" and (channel == "all" or o.channel == channel)]
         answered = [o.seconds for o in chosen if o.status in ("ok", "rejected")]
         channels[channel] = {
             "requests": len(chosen),
@@ -169,7 +180,8 @@ def render(summary: dict) -> str:
     s = summary["settings"]
     lines = [
         f"load test: {s['users']} users for {summary['seconds']} s against {s['url']} (think {s['think_s']} s, "
-        f"{s['cpus']} CPUs, embedding backend {s['embedding_backend']})",
+        f"{s['cpus']} CPUs, embedding backend {s['embedding_backend']})"
+        + (f"; {s['flood']} more users from one address (row flood; the others are the citizens')" if s.get("flood") else ""),
         f"{'channel':<8} {'requests':>8} {'answered':>8} {'4xx msg':>8} {'429':>5} {'errors':>6} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'max s':>7} {'req/s':>6}",
     ]
     for name, c in summary["channels"].items():
@@ -293,6 +305,28 @@ class Plan:
     max_requests: int
     think_s: float
     seed: int = 0
+    flood: int = 0  # users from one address, asking as fast as they are answered
+    flood_think_s: float = 0.2
+
+
+FLOOD_ADDRESS = "10.66.0.1"
+
+
+async def flood_loop(user: int, plan: Plan, client, endpoints, pool, outcomes, deadline) -> None:
+    """One of the --flood users: all from FLOOD_ADDRESS, half on each channel, never waiting for a
+    Retry-After (a flood does not), only ``flood_think_s`` between requests."""
+    rng = random.Random(plan.seed * 7_919 + user)
+    headers = {"X-Forwarded-For": FLOOD_ADDRESS}
+    endpoint = endpoints[user % len(endpoints)]
+    while time.monotonic() < deadline:
+        question = rng.choice(pool)
+        if user % 2 == 0:
+            outcome = await ask_api(client, question, headers)
+        else:
+            outcome = await ask_gradio(client, endpoint, question, headers)
+        outcome.group = "flood"
+        outcomes.append(outcome)
+        await asyncio.sleep(plan.flood_think_s)
 
 
 async def user_loop(user: int, plan: Plan, client, endpoints, pool, outcomes, deadline, budget) -> None:
@@ -324,7 +358,8 @@ async def sample_memory(pid: int | None, memory: MemorySamples, stop: asyncio.Ev
 
 
 async def run(plan: Plan, pid: int | None, pool: list[str]) -> dict:
-    limits = httpx.Limits(max_connections=plan.users * 2 + 10, max_keepalive_connections=plan.users * 2 + 10)
+    connections = (plan.users + plan.flood) * 2 + 10
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=plan.url, timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         endpoints = [await find_chat_endpoint(client, page) for page in GRADIO_PAGES]
         # Warm-up (not counted): the first answer of each channel loads what answering needs.
@@ -339,7 +374,8 @@ async def run(plan: Plan, pid: int | None, pool: list[str]) -> dict:
         deadline = started + plan.duration_s
         budget = [plan.max_requests]
         await asyncio.gather(
-            *(user_loop(user, plan, client, endpoints, pool, outcomes, deadline, budget) for user in range(plan.users))
+            *(user_loop(user, plan, client, endpoints, pool, outcomes, deadline, budget) for user in range(plan.users)),
+            *(flood_loop(user, plan, client, endpoints, pool, outcomes, deadline) for user in range(plan.flood)),
         )
         seconds = time.monotonic() - started
         stop.set()
@@ -350,7 +386,7 @@ async def run(plan: Plan, pid: int | None, pool: list[str]) -> dict:
 
     backend = load_settings().embedding_backend  # as the app reads it from the same environment
     settings = {"url": plan.url, "users": plan.users, "duration_s": plan.duration_s, "think_s": plan.think_s,
-                "cpus": os.cpu_count(), "embedding_backend": backend}
+                "cpus": os.cpu_count(), "embedding_backend": backend, "flood": plan.flood}
     return summarise(outcomes, seconds, memory, settings)
 
 
@@ -398,6 +434,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds a user waits between questions (default 1)")
     parser.add_argument("--questions", type=Path, default=DEV_QUESTIONS, help="JSONL with more questions (default: the dev set)")
     parser.add_argument("--rounds", type=int, default=1, help=f"run the load this many times against the same server (at most {MAX_ROUNDS})")
+    parser.add_argument("--flood", type=int, default=0, help=f"more users, all from one address, asking as fast as answered (at most {MAX_USERS})")
+    parser.add_argument("--flood-think", type=float, default=0.2, help="seconds between a flood user's requests (default 0.2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -405,6 +443,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--users must be between 1 and {MAX_USERS}")
     if not 0 < args.duration <= MAX_DURATION_S:
         parser.error(f"--duration must be between 0 and {MAX_DURATION_S} seconds")
+    if not 0 <= args.flood <= MAX_USERS or args.flood_think < 0.05:
+        parser.error(f"--flood must be between 0 and {MAX_USERS}, --flood-think at least 0.05 s")
     if args.max_requests < 1:
         parser.error("--max-requests must be at least 1")
     if not 1 <= args.rounds <= MAX_ROUNDS:
@@ -425,7 +465,7 @@ def main(argv=None) -> int:
     summaries = []
     try:
         for round_number in range(args.rounds):  # the same server again: does memory level off?
-            plan = Plan(url, args.users, args.duration, args.max_requests, args.think, args.seed + round_number)
+            plan = Plan(url, args.users, args.duration, args.max_requests, args.think, args.seed + round_number, args.flood, args.flood_think)
             summaries.append(asyncio.run(run(plan, pid, question_pool(args.questions))))
             print(json.dumps(summaries[-1], ensure_ascii=False) if args.json else render(summaries[-1]), flush=True)
     finally:

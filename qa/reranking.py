@@ -48,6 +48,13 @@ class RerankedSearcher:
         self.judge = judge if judge is not None else Judge.load(settings.judge_file)
         self.cosines = SentenceCosines(getattr(searcher, "embeddings", None))
 
+    @property
+    def articles(self) -> list:
+        """Every citable article: the FAISS index's own, or, for Milvus (which keeps none in
+        memory), those of the corpus folder its collection was built from."""
+        own = getattr(self.inner, "articles", None)
+        return own if own is not None else (self.corpus_articles or [])
+
     def __getattr__(self, name: str):
         # only called for attributes this wrapper lacks: they are the inner searcher's
         if name == "inner":  # not set yet (a copy being made): no inner searcher to ask

@@ -93,6 +93,17 @@ def places_in(text: str) -> dict[str, frozenset[str]]:
     return found
 
 
+def title_region(title: str) -> str:
+    """The region a title begins with (石嘴山市惠农区 of 石嘴山市惠农区城市养犬管理办法), for a
+    document whose file has no gazette masthead to say it (an admin's upload): "" when none."""
+    region = ""
+    for name in divisions_in(title[:24]):
+        if not title.startswith(region + name):
+            break
+        region += name
+    return region
+
+
 @dataclass(frozen=True)
 class Scope:
     """The corpus's coverage: its regions, the provinces they lie in, its years and documents."""
@@ -109,13 +120,14 @@ class Scope:
         from qa.retrieval import region_aliases
 
         documents = {a.doc_id: a.document for a in articles if a.document is not None}.values()
-        regions = sorted({d.region for d in documents if d.region})
+        regions = sorted({region for d in documents if (region := d.region or title_region(d.title))})
         names = set().union(*(region_aliases(r) for r in regions)) if regions else set()
         provinces = set()
         for region in regions:
             for places in places_in(region).values():
                 provinces |= places
-        years = sorted({int(d.date[:4]) for d in documents if d.date[:4].isdigit()})
+        # A document without a signature date still says when it takes effect (自2020年6月1日起施行).
+        years = sorted({int(when[:4]) for d in documents for when in (d.date, d.effective_date) if when[:4].isdigit()})
         kinds = [k for k in DOCUMENT_KINDS if any(d.title.endswith(k) or k in d.title for d in documents)]
         return cls(tuple(regions), frozenset(names), frozenset(provinces), tuple(years), len(documents), tuple(kinds))
 

@@ -35,3 +35,21 @@ def test_it_only_targets_this_machine_and_stays_bounded():
     for bad in (["--users", "1000"], ["--duration", "3600"], ["--max-requests", "0"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
+
+
+def test_a_flood_from_one_address_is_held_to_its_limit_and_reported_apart(web):
+    """--flood: users from one address against an app with a rate limit; they get 429s (or the
+    chat's notice) while the citizens, each their own address, are answered."""
+    from fixtures_web import serve_again
+
+    limited = serve_again(web, rate_limit_per_minute=60, rate_limit_burst=5)
+    try:
+        plan = Plan(limited.url, users=2, duration_s=3.0, max_requests=20, think_s=0.5, flood=4, flood_think_s=0.05)
+        summary = asyncio.run(run(plan, os.getpid(), QUESTIONS))
+    finally:
+        limited.stop()
+    flood, citizens = summary["channels"]["flood"], summary["channels"]["all"]
+    assert flood["rate_limited"] > 0 and flood["errors"] == 0
+    assert flood["answered"] <= 5 + 4  # the burst, and what refilled in 3 s (the chat's notices count as limited)
+    assert citizens["rate_limited"] == 0 and citizens["answered"] > 0 and citizens["errors"] == 0
+    assert "flood" in render(summary)

@@ -240,3 +240,18 @@ def test_the_scope_is_read_from_the_documents(answerer):
     assert "宁夏回族自治区" in scope.regions and scope.documents > 10
     assert scope.years and all(2000 < y < 2100 for y in scope.years)
     assert f"{scope.documents} 份" in scope.describe()
+
+
+def test_an_upload_without_a_masthead_brings_its_region_and_year_from_its_title_and_dates():
+    """An admin's upload is often one document, no gazette masthead: its title still names its
+    region (石嘴山市惠农区…办法) and its 施行 line a year, so a question naming that region is not
+    told "现有文件中没有惠农区本地的规定" about the very document that is its."""
+    from qa.config import load_settings
+    from qa.corpus import parse_text
+
+    text = "石嘴山市惠农区城市养犬管理办法\n\n惠政发〔2020〕5号\n\n第一条 为规范城市养犬行为，制定本办法。\n\n第二条 本办法自2020年6月1日起施行。\n"
+    scope = Scope.of(parse_text(text, "dogs.txt", load_settings()).articles)
+    assert scope.regions == ("石嘴山市惠农区",) and "惠农区" in scope.region_names
+    assert scope.years == (2020,)
+    question = analyse("惠农区2020年的养犬管理办法什么时候施行？")
+    assert scope.outside(question, []) == "" and scope.local_elsewhere(question) == []

@@ -17,12 +17,12 @@ from pathlib import Path
 from qa.answering import Answerer
 from qa.config import Settings
 from qa.corpus import Corpus, ParsedFile, corpus_files, load_corpus, parse_text
-from qa.index import BuildReport, build_index, build_lock
+from qa.index import BuildReport, build_lock
 from qa.loaders import SUPPORTED_SUFFIXES, LoadError, ParseLimits, read_isolated
 from qa.models import Article, Document
-from qa.retrieval import HybridSearcher
 from qa.reranking import RerankedSearcher, reranked
 from qa.scope import Scope
+from qa.searchers import build_for, open_searcher
 
 
 @dataclass
@@ -70,11 +70,12 @@ class Library:
     """The searcher over the current index and the answerer using it. After the corpus changes,
     :meth:`reload` swaps in a new pair; requests already running finish on the old one."""
 
-    def __init__(self, settings: Settings, searcher: HybridSearcher | RerankedSearcher | None = None):
+    def __init__(self, settings: Settings, searcher=None):
         self.settings = settings
         self._lock = threading.Lock()
-        # the search desk, the API and the answers all see the reranked hits (qa/reranking.py)
-        self._searcher = reranked(searcher or HybridSearcher(settings), settings)
+        # the search desk, the API and the answers all see the reranked hits (qa/reranking.py), from
+        # the backend the settings choose (FAISS, or Milvus: qa/searchers.py)
+        self._searcher = reranked(searcher or open_searcher(settings), settings)
         self._catalog = Catalog.of(self._searcher.articles)
         self._answerer = None
         self._scope: tuple | None = None  # (the searcher it was read from, its Scope)
@@ -122,7 +123,7 @@ class Library:
     def reload(self) -> None:
         """Loads the index as it is now on disk. The new answerer is made here too, when one was
         in use, so the next question does not wait for it."""
-        searcher = reranked(HybridSearcher(self.settings, embeddings=self._searcher.embeddings), self.settings)
+        searcher = open_searcher(self.settings, embeddings=self._searcher.embeddings)
         answerer = Answerer(self.settings, searcher=searcher) if self._answerer is not None else None
         with self._lock:
             self._searcher = searcher
@@ -310,13 +311,13 @@ class CorpusAdmin:
             target = self.settings.corpus_dir / preview.file_name
             if target.exists():
                 raise AdminError(f"资料库中已有同名文件 {preview.file_name}，请先删除旧文件或改名")
-            same = [n for n, sha in self.library.searcher.index.manifest.files.items() if sha == preview.sha256]
+            corpus = self._corpus_now()
+            same = [parsed.name for parsed in corpus.files if parsed.sha256 == preview.sha256]
             if same:
                 raise AdminError(f"资料库中已有内容相同的文件 {same[0]}")
             staging = target.with_name(f".{target.name}{STAGING_SUFFIX}")  # hidden: the corpus skips it
             write_durably(staging, data)
             try:
-                corpus = self._corpus_now()
                 corpus.files = sorted([*corpus.files, preview.parsed], key=lambda parsed: parsed.name)
                 report = self._build(corpus)
                 os.replace(staging, target)
@@ -356,6 +357,6 @@ class CorpusAdmin:
         """The index for ``corpus`` (which may differ from the folder by the change being made),
         written aside and switched in whole."""
         try:
-            return build_index(self.settings, self.library.searcher.embeddings, corpus=corpus, progress=False)
+            return build_for(self.settings, self.library.searcher.embeddings, corpus, progress=False)
         except (OSError, ValueError, RuntimeError) as error:
             raise AdminError(f"更新索引失败：{error}") from error
