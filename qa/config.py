@@ -247,6 +247,10 @@ class Settings:
     # limit_concurrency): kept well under the open-file limit, which app.py raises to its maximum.
     # A visitor holds 1-3 (the page, the queue's event stream).
     max_connections: int = 1000
+    # Event streams and heartbeats one client address may hold open at once (a visitor's page holds
+    # one heartbeat and one stream per running event; many staff behind one office NAT share an
+    # address): so that no address alone can hold max_connections.
+    max_streams_per_client: int = 64
     # uvicorn's access log (one line per request, with the client address); off so that nothing
     # stores client addresses unless an operator asks for it.
     access_log: bool = False

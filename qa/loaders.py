@@ -14,6 +14,9 @@ on a broken file becomes a LoadError: one bad file never stops a build or the se
 from __future__ import annotations
 
 import io
+import json
+import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -41,6 +44,7 @@ class ParseLimits:
         return cls(settings.parse_timeout_s, settings.parse_memory_mb, settings.max_unpacked_bytes, settings.max_pdf_pages)
 
 
+logger = logging.getLogger("qa.loaders")
 # Formats read in a child process (compressed, parsed by large libraries).
 ISOLATED_SUFFIXES = (".pdf", ".docx")
 
@@ -187,14 +191,21 @@ def read_isolated(data: bytes, name: str, limits: ParseLimits = ParseLimits()) -
     package_root = str(Path(__file__).resolve().parent.parent)
     command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {package_root!r}); import qa.loaders as l; l.read_in_child()"]
     request = pickle.dumps((data, name, limits))
+    # The child's warnings (pypdf writes one per broken object) go nowhere: unbounded otherwise.
     try:
-        done = subprocess.run(command, input=request, capture_output=True, timeout=limits.seconds)
+        done = subprocess.run(command, input=request, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=limits.seconds)
     except subprocess.TimeoutExpired:
         raise LoadError(name, f"读取超过 {limits.seconds:g} 秒仍未完成，已停止（文件可能已损坏或过于复杂）") from None
-    try:
-        kind, value = pickle.loads(done.stdout)
-    except Exception:  # nothing or half a reply: the child died (out of memory, killed)
-        raise LoadError(name, f"读取所需内存超过上限 {limits.memory_mb} MB，已停止（文件可能已损坏或过于复杂）") from None
+    try:  # JSON, not pickle: what comes back from the child reading a hostile file is only data
+        kind, value = json.loads(done.stdout.decode("ascii"))
+        if kind not in ("text", "error") or not isinstance(value, str):
+            raise ValueError(kind)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        # no whole reply: the child died, killed at its memory limit (or, rarely, otherwise)
+        logger.warning("reading %s in a child process failed: exit code %s", name, done.returncode)
+        if done.returncode != 0:
+            raise LoadError(name, f"读取所需内存超过上限 {limits.memory_mb} MB（或文件已损坏），已停止") from None
+        raise LoadError(name, "读取进程没有给出结果，文件可能已损坏") from None
     if kind == "error":
         raise LoadError(name, value)
     return value
@@ -202,9 +213,14 @@ def read_isolated(data: bytes, name: str, limits: ParseLimits = ParseLimits()) -
 
 def read_in_child() -> None:
     """The child's side of :func:`read_isolated`: limits its own memory, reads the request
-    (data, name, limits) from stdin and writes ("text", text) or ("error", reason) to stdout."""
+    (data, name, limits; pickled by the parent) from stdin and writes ["text", text] or
+    ["error", reason] as JSON to stdout."""
     import resource
 
+    # The reply goes to the real stdout; whatever a library prints (Python or C) goes to stderr.
+    reply_to = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     data, name, limits = pickle.loads(sys.stdin.buffer.read())
     memory = limits.memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
@@ -216,7 +232,8 @@ def read_in_child() -> None:
         reply = ("error", f"读取所需内存超过上限 {limits.memory_mb} MB，已停止（文件可能已损坏或过于复杂）")
     except Exception as exc:  # whatever else a library raises: this file is unreadable, nothing more
         reply = ("error", f"无法读取（{type(exc).__name__}）")
-    sys.stdout.buffer.write(pickle.dumps(reply))
+    reply_to.write(json.dumps(reply).encode("ascii"))  # escaped: a lone surrogate from a PDF survives
+    reply_to.flush()
 
 
 def read_file(path: Path, limits: ParseLimits = ParseLimits()) -> str:

@@ -292,6 +292,9 @@ def test_app_start_names_a_damaged_index_rebuilds_it_and_serves_on_loopback_only
         app.wait(timeout=60)
     output = log.read_text(encoding="utf-8")
     assert f"index in {damaged} is unreadable" in output and "rebuilding it" in output
+    # Warmed up before the address is announced: the first citizen does not wait for the models.
+    assert output.index("ready to answer") < output.index("政策问答 on http://")
+    assert "widget may be embedded by: none" in output
     assert "Traceback" not in output
     assert "POST /api/ask" not in output and "GET /api/documents" not in output, "no access log unless configured"
 

@@ -35,26 +35,29 @@ def tight(web):
     running.stop()
 
 
-# Routes Gradio adds that start work or answer with data: none was limited before (the limits
-# listed /api/*, queue/join, run/, call/ and upload only).
-GRADIO_ROUTES = [
-    ("POST", "/gradio_api/api/search"),
+# Routes that were not limited before (the limits listed /api/*, queue/join, run/, call/ and upload).
+LIMITED_ROUTES = [
     ("POST", "/gradio_api/reset"),
     ("POST", "/gradio_api/cancel"),
-    ("POST", "/gradio_api/stream/some-event"),
     ("GET", "/gradio_api/info"),
     ("GET", "/gradio_api/monitoring"),
     ("GET", "/gradio_api/upload_progress"),
-    ("POST", "/widget/gradio_api/api/search"),
+    ("GET", "/widget/gradio_api/info"),
     ("GET", "/doc/no-such-document"),
     ("GET", "/some/path/nobody/listed"),
+]
+# Gradio routes that change something and that nothing here uses: not answered at all.
+UNUSED_WRITES = [
+    "/gradio_api/api/search", "/widget/gradio_api/api/search", "/gradio_api/run/search",
+    "/gradio_api/process_recording", "/gradio_api/component_server", "/gradio_api/stream/some-event",
+    "/gradio_api/vibe-edit", "/login", "/gradio_api/run-history/connect", "/gradio_api/profiling/clear",
 ]
 
 
 def test_every_route_not_exempt_counts_against_the_rate_limit(tight):
     with httpx.Client(base_url=tight.url, timeout=60) as session:
-        for method, path in GRADIO_ROUTES:
-            who = citizen(f"10.15.1.{GRADIO_ROUTES.index((method, path)) + 1}")
+        for n, (method, path) in enumerate(LIMITED_ROUTES, 1):
+            who = citizen(f"10.15.1.{n}")
             statuses = [session.request(method, path, headers=who, json={}).status_code for _ in range(4)]
             assert 429 not in statuses[:3] and statuses[3] == 429, (path, statuses)
         # The exempt list: the pages, their configuration and scripts stay available past the limit.
@@ -62,16 +65,44 @@ def test_every_route_not_exempt_counts_against_the_rate_limit(tight):
             assert session.get(path, headers=who).status_code == 200, path
 
 
-def test_an_event_runs_only_through_the_queue(web):
+def test_gradio_writes_nothing_uses_are_not_answered_and_events_run_only_through_the_queue(web):
     with httpx.Client(base_url=web.url, timeout=60) as session:
-        direct = session.post("/gradio_api/api/search", json={"data": ["热线", "", "", "", ""]})
-        assert direct.status_code == 404 and "queue" in direct.text
+        for path in UNUSED_WRITES:
+            response = session.post(path, json={"data": ["热线", "", "", "", ""]})
+            assert response.status_code == 404 and response.json()["detail"] == "没有这个接口。", path
+        recording = session.post("/gradio_api/process_recording", files={"video": ("a.webm", b"x" * 1000)})
+        assert recording.status_code == 404
+
+
+def test_one_client_cannot_hold_every_connection_with_event_streams(web):
+    """Heartbeats stream for as long as the page is open: past max_streams_per_client (here 3) at
+    once, one address gets 429 while another still gets its stream."""
+    few = serve_again(web, max_streams_per_client=3)
+
+    async def run():
+        async with httpx.AsyncClient(base_url=few.url, timeout=30) as session:
+            opened = []
+            for n in range(3):
+                request = session.build_request("GET", f"/gradio_api/heartbeat/session{n}", headers=citizen("10.15.4.1"))
+                opened.append(await session.send(request, stream=True))
+            fourth = await session.get("/gradio_api/heartbeat/session9", headers=citizen("10.15.4.1"))
+            other = await session.send(session.build_request("GET", "/gradio_api/heartbeat/x", headers=citizen("10.15.4.2")), stream=True)
+            statuses = [r.status_code for r in opened], fourth.status_code, other.status_code
+            for response in opened + [other]:
+                await response.aclose()
+            return statuses
+
+    try:
+        opened, fourth, other = asyncio.run(run())
+    finally:
+        few.stop()
+    assert opened == [200, 200, 200] and fourth == 429 and other == 200
 
 
 def test_bodies_past_the_limit_are_refused_on_every_route(tight):
     big = b"x" * 200_000
     with httpx.Client(base_url=tight.url, timeout=60) as session:
-        for n, path in enumerate(("/gradio_api/api/search", "/gradio_api/reset", "/gradio_api/cancel", "/some/unknown")):
+        for n, path in enumerate(("/gradio_api/reset", "/gradio_api/cancel", "/widget/gradio_api/reset", "/api/ask")):
             response = session.post(path, content=big, headers=citizen(f"10.15.2.{n}") | {"content-type": "application/json"})
             assert response.status_code == 413 and "请求内容太大" in response.json()["detail"], path
             assert len(response.content) < 1000  # nothing of the body echoed back
@@ -164,6 +195,9 @@ def test_forwarded_headers_are_believed_only_from_a_configured_proxy(web):
 
         text = str(asyncio.run(ask())["output"]["data"])
         assert "/doc/" in text and "evil.example" not in text
+        with httpx.Client(base_url=web.url, timeout=60) as session:  # nor Gradio's own links
+            config = session.get("/config", headers={"X-Forwarded-Host": "evil.example", "X-Gradio-Server": "https://evil.example"})
+            assert "evil.example" not in config.text
     finally:
         direct.stop()
 
@@ -252,3 +286,23 @@ def test_an_upload_that_takes_long_to_read_holds_up_no_one_and_is_stopped(web):
     assert response.status_code == 400 and "读取超过 3 秒仍未完成" in response.json()["detail"]
     assert max(waits) < 2.0, waits
     assert corpus_state(web.settings) == before
+
+
+def test_a_file_value_given_as_a_url_is_never_fetched(web):
+    """Gradio fetches a file value whose path is a URL (any event, no token) into memory and the
+    upload folder; the app refuses instead. (Gradio itself refuses private addresses, so what a
+    public URL would do is checked on the function Gradio calls.)"""
+    from gradio import processing_utils
+
+    from qa.web.server import URL_FILES_REFUSED
+
+    with pytest.raises(Exception, match=URL_FILES_REFUSED):
+        asyncio.run(processing_utils.async_ssrf_protected_download("https://www.example.gov.cn/big.zip", str(web.app.state.upload_dir)))
+
+    async def run():
+        async with httpx.AsyncClient(base_url=web.url, timeout=60) as session:
+            preview = await find_chat_endpoint(session, "/", "preview")
+            return await gradio_event(session, preview, [ADMIN_TOKEN, file_value("https://www.example.gov.cn/通知.txt", "通知.txt")], {})
+
+    status, message = asyncio.run(run())
+    assert status == 200 and message["success"] is False

@@ -32,6 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from fastapi import HTTPException
 
@@ -49,6 +50,17 @@ EXEMPT_GET = re.compile(
     r"|gradio_api/queue/data|gradio_api/heartbeat/.*"
     r")$"
 )
+# The requests that change something (POST, PUT, DELETE…) the app answers at all: its JSON API and
+# the Gradio routes its pages and gradio_client use. Gradio's others (process_recording, which
+# writes a file to /tmp and runs ffmpeg on it, component_server, vibe-edit, login, run-history…)
+# are 404: nothing here uses them.
+WRITE_ROUTES = re.compile(r"^(?:/api/.*|(?:/widget)?/gradio_api/(?:queue/join|upload|cancel|reset|call/.*)/?)$")
+# The long-lived GETs of the exempt list (the queue's event stream, heartbeats): open at once per
+# client at most this many, so one address cannot hold every connection (settings.max_connections).
+STREAM_PATHS = re.compile(r"^(?:/widget)?/gradio_api/(?:queue/data|heartbeat/.*)$")
+# Headers Gradio reads to build its links, which only a configured proxy may set; uvicorn has
+# already applied a trusted proxy's X-Forwarded-Proto to the request's scheme by then.
+UNTRUSTED_HEADERS = (b"x-forwarded-host", b"x-forwarded-proto", b"x-gradio-server")
 UPLOAD_PATHS = ("/api/admin/", "/gradio_api/upload")
 GRADIO_UPLOAD = "/gradio_api/upload"
 # The cookie the admin tab sets from its token field (see ui.ADMIN_COOKIE_JS) for Gradio uploads.
@@ -67,6 +79,7 @@ NOTICES_PER_MINUTE = 30
 # The request state key (scope["state"]) that marks a chat question past the limit.
 RATE_LIMITED_STATE = "qa_rate_limited"
 TOO_MANY_REQUESTS = "请求过于频繁，请稍后再试。"
+NOT_FOUND = "没有这个接口。"
 TOO_LARGE = "请求内容太大（上限 {limit}）。"
 
 
@@ -128,8 +141,6 @@ def upload_token(scope) -> str | None:
     for part in headers.get("cookie", "").split(";"):
         name, _, value = part.strip().partition("=")
         if name == ADMIN_COOKIE:
-            from urllib.parse import unquote
-
             return unquote(value)
     return None
 
@@ -200,6 +211,7 @@ class RequestGuard:
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.notices = RateLimiter(NOTICES_PER_MINUTE, NOTICE_BURST)
         self.chat_events = chat_events if chat_events is not None else {}
+        self.streams: dict[str, int] = {}  # open event streams and heartbeats per client
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
@@ -207,16 +219,23 @@ class RequestGuard:
         if scope["type"] != "http" or method == "OPTIONS":
             await self.app(scope, receive, send)
             return
+        scope["headers"] = [(k, v) for k, v in scope.get("headers") or [] if k.lower() not in UNTRUSTED_HEADERS]
+        if method not in ("GET", "HEAD") and not WRITE_ROUTES.match(path):
+            await send_json(send, 404, NOT_FOUND, {"Connection": "close"})
+            return
         limit = body_limit(path, self.settings)
         too_large = TOO_LARGE.format(limit=readable_size(limit))
-        if is_exempt(method, path):
-            await self._counted(scope, receive, send, limit, too_large)
-            return
         client = (scope.get("client") or ("unknown", 0))[0]
+        if is_exempt(method, path):
+            if STREAM_PATHS.match(path):
+                await self._stream(scope, receive, send, client, limit, too_large)
+            else:
+                await self._counted(scope, receive, send, limit, too_large)
+            return
         wait = self.limiter.wait_needed(client)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if wait > 0 and not (path.endswith(GRADIO_JOIN) and self.chat_events.get(gradio_page(path))):
-            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait)), "Connection": "close"})
             return
         if is_gradio_upload(path) and not admin_token_given(scope, self.settings):
             status, detail = (403, UPLOAD_OFF) if not self.settings.admin_token else (401, UPLOAD_DENIED)
@@ -229,6 +248,19 @@ class RequestGuard:
             await self._limited_join(scope, receive, send, client, wait, limit, too_large)
             return
         await self._counted(scope, receive, send, limit, too_large)
+
+    async def _stream(self, scope, receive, send, client: str, limit: int, too_large: str) -> None:
+        """An event stream or heartbeat, while its client holds fewer than ``max_streams_per_client``."""
+        if self.streams.get(client, 0) >= self.settings.max_streams_per_client:
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": "5", "Connection": "close"})
+            return
+        self.streams[client] = self.streams.get(client, 0) + 1
+        try:
+            await self._counted(scope, receive, send, limit, too_large)
+        finally:
+            self.streams[client] -= 1
+            if not self.streams[client]:
+                del self.streams[client]
 
     async def _limited_join(self, scope, receive, send, client: str, wait: float, limit: int, too_large: str) -> None:
         """A queue join past the limit: a chat question goes on marked (while the client's notices
@@ -245,7 +277,7 @@ class RequestGuard:
             if not message.get("more_body"):
                 break
         if chat_event(body) not in self.chat_events.get(gradio_page(scope["path"]), ()) or self.notices.wait_needed(client) > 0:
-            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait))})
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait)), "Connection": "close"})
             return
         # A fresh state dict for this request (the server's may be shared with others).
         scope["state"] = {**(scope.get("state") or {}), RATE_LIMITED_STATE: True}

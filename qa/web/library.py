@@ -360,3 +360,6 @@ class CorpusAdmin:
             return build_for(self.settings, self.library.searcher.embeddings, corpus, progress=False)
         except (OSError, ValueError, RuntimeError) as error:
             raise AdminError(f"更新索引失败：{error}") from error
+        except Exception as error:  # a backend's own errors (MilvusException, a lost connection…)
+            logger.exception("building the index failed")
+            raise AdminError(f"更新索引失败（{type(error).__name__}），请查看服务日志") from error

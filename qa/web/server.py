@@ -291,6 +291,22 @@ async def internal_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
+URL_FILES_REFUSED = "不接受以网址给出的文件，请直接上传文件。"
+
+
+async def refuse_url_download(url: str, cache_dir: str) -> str:
+    """Stands in for Gradio's download of a file value given as a URL: a client can put
+    {"path": "https://…", "meta": {"_type": "gradio.FileData"}} in any event's data, and Gradio
+    would fetch it whole into memory and the upload folder, token or not. Nothing here needs it."""
+    raise gr.Error(URL_FILES_REFUSED)
+
+
+def refuse_url_files() -> None:
+    from gradio import processing_utils
+
+    processing_utils.async_ssrf_protected_download = refuse_url_download
+
+
 def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
     """The whole web app. ``library`` lets a caller reuse an already loaded index; the web
     settings (admin token, embedding origins, data folder) are always the ``settings`` given."""
@@ -326,6 +342,7 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
         "show_error": False,
     }
     upload_dir = private_upload_dir()
+    refuse_url_files()
     widget = build_widget(library, feedback)
     main = build_main(settings, library, feedback, admin, upload_dir)
     # Past the rate limit a chat question is answered in the chat, not with Gradio's error box.
@@ -401,13 +418,13 @@ class HeadTimeoutProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def _watch_head(self) -> None:
-        if self.conn.their_state is h11.IDLE and self.cycle_done():
+        if self.conn.their_state is h11.IDLE and self._cycle_done():
             if self._head_deadline is None:
                 self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_overdue)
         else:
             self._stop_watching()
 
-    def cycle_done(self) -> bool:
+    def _cycle_done(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
     def _stop_watching(self) -> None:
@@ -417,7 +434,7 @@ class HeadTimeoutProtocol(H11Protocol):
 
     def _head_overdue(self) -> None:
         self._head_deadline = None
-        if self.conn.their_state is h11.IDLE and self.cycle_done() and not self.transport.is_closing():
+        if self.conn.their_state is h11.IDLE and self._cycle_done() and not self.transport.is_closing():
             self.transport.close()
 
 

@@ -74,7 +74,7 @@ PAGE_CONTEXT_JS = """(current) => {
 # with the file it uploads to Gradio: the guard lets no upload in without it (qa/web/guard.py).
 ADMIN_COOKIE_JS = """(token) => {
   const secure = location.protocol === "https:" ? "; Secure" : "";
-  const life = token ? "" : "; Max-Age=0";
+  const life = token ? "; Max-Age=28800" : "; Max-Age=0";  // a working day, then typed again
   document.cookie = "%s=" + encodeURIComponent(token || "") + "; path=/; SameSite=Strict" + secure + life;
 }""" % ADMIN_COOKIE
 # Uploads the admin previewed but never added are deleted by Gradio after an hour (and all of
