@@ -130,14 +130,21 @@ def is_gradio_upload(path: str) -> bool:
     return path.rstrip("/").endswith(GRADIO_UPLOAD)
 
 
-def upload_token(scope) -> str | None:
-    """The admin token an upload carries: its cookie, ``X-Admin-Token`` or ``Authorization: Bearer``."""
-    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers") or []}
-    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+def header_token(headers) -> str | None:
+    """The admin token a request's headers carry (``Authorization: Bearer …`` or
+    ``X-Admin-Token``); ``headers`` is any mapping of lower-case names (Starlette's included)."""
+    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
     if scheme.lower() == "bearer":
         return credentials.strip()
-    if headers.get("x-admin-token"):
-        return headers["x-admin-token"]
+    return headers.get("x-admin-token") or None
+
+
+def upload_token(scope) -> str | None:
+    """The admin token an upload carries: in its headers, or the admin tab's cookie."""
+    headers = {key.decode("latin-1").lower(): value.decode("latin-1") for key, value in scope.get("headers") or []}
+    given = header_token(headers)
+    if given:
+        return given
     for part in headers.get("cookie", "").split(";"):
         name, _, value = part.strip().partition("=")
         if name == ADMIN_COOKIE:

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from qa.answering import QuestionError, plain_text
 from qa.config import Settings
 from qa.retrieval import Filters
-from qa.web.guard import RequestGuard
+from qa.web.guard import RequestGuard, header_token
 from qa.web.library import AdminError, CorpusAdmin, FeedbackLog, Library, UploadPreview, admin_enabled, token_matches
 from qa.web.render import document_page, esc
 from qa.web.ui import build_main, build_widget, chat_event_ids
@@ -113,11 +113,7 @@ def admin_guard(settings: Settings):
     def check(request: Request) -> None:
         if not admin_enabled(settings):
             raise HTTPException(403, "管理功能未启用（未配置管理令牌）")
-        given = request.headers.get("x-admin-token")
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = credentials.strip()
-        if not token_matches(settings, given):
+        if not token_matches(settings, header_token(request.headers)):
             raise HTTPException(401, "管理令牌不正确", headers={"WWW-Authenticate": "Bearer"})
 
     return check
