@@ -3,6 +3,7 @@
 data/ (the seed index is a copy of the tests' own; a check at the end of the session fails the run
 if either changed)."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -46,12 +47,27 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
-    """The bundled corpus with an index of the tests' own: a copy of the repository's index/ when
-    it has one (then brought up to date, usually instantly, by whoever builds), else built there."""
-    root = tmp_path_factory.mktemp("seed")
-    if (REPOSITORY.index_dir / "CURRENT").exists():
-        shutil.copytree(REPOSITORY.index_dir, root / "index", ignore=shutil.ignore_patterns(".build.lock", ".*.partial"))
-    return load_settings(index_dir=root / "index", data_dir=root / "data")
+    """The bundled corpus with an index of the tests' own, built once per run: a copy of the
+    repository's index/ when it has one (then brought up to date, usually instantly), else built
+    there. With pytest-xdist the workers share it (the first builds under a lock, the others wait
+    for it, as two builds of one index do); each worker keeps a data/ folder of its own."""
+    worker = tmp_path_factory.mktemp("seed")
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's base folder, above each worker's own
+    index_dir = shared / "seed-index"
+    seeded = load_settings(index_dir=index_dir, data_dir=worker / "data")
+    with open(shared / "seed-index.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (index_dir / "CURRENT").exists() and (REPOSITORY.index_dir / "CURRENT").exists():
+                shutil.copytree(REPOSITORY.index_dir, index_dir, ignore=shutil.ignore_patterns(".build.lock", ".*.partial"))
+            from qa.index import build_index
+
+            build_index(seeded, progress=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return seeded
 
 
 @pytest.fixture(scope="session")
