@@ -62,6 +62,14 @@ LIST_BULLET = re.compile(r"^[-•·]\s+")
 CIRCLED = "①②③④⑤⑥⑦⑧⑨⑩⑪⑫⑬⑭⑮⑯⑰⑱⑲⑳"
 PAGE_ARTIFACT = re.compile(r"^(?:[-—–－·•\s]*\d{1,3}[-—–－·•\s]*|第\s*\d+\s*页(?:\s*共\s*\d+\s*页)?)$")
 SENTENCE_SPLIT = re.compile(r"(?<=[。！？；!?;])|(?<=\n)")
+
+
+def sentences(text: str) -> list[str]:
+    """A clause's sentences as the reader quotes them (and the index embeds them): split after
+    sentence-ending punctuation and line breaks, fragments under 4 characters dropped."""
+    return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
+
+
 # A line this long that stops mid-sentence was cut by the page layout, not by the author.
 MIN_BROKEN_LINE = 18
 # A section introduction shorter than this is carried into its first sub-section's article.

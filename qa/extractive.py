@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from qa.articles import SENTENCE_SPLIT
+from qa.articles import sentences
 from qa.config import Settings
 from qa.keywords import Synonyms, normalise
 from qa.models import AnswerKind, Article, Hit, Query
@@ -77,10 +77,6 @@ def _without(text: str, numbers: tuple[str, ...]) -> str:
     for number in numbers:
         text = re.sub(rf"(?<!\d){number}(?!\d)", " ", text)
     return text
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
 
 
 # Clauses whose sentences the reader keeps worked out (see ClauseReader.clause).

@@ -158,22 +158,33 @@ class Judge:
 
 
 class SentenceCosines:
-    """The cosine of a question's e5 vector to each candidate sentence's, sentence vectors kept
-    once computed (the same clauses come up question after question)."""
+    """The cosine of a question's e5 vector to each candidate sentence's. A sentence's vector is
+    the index's (embedded at build time, qa.index.SentenceVectors) or, where the index has none
+    (Milvus, an index built before sentences were embedded), embedded here and kept."""
 
-    def __init__(self, embeddings):
+    def __init__(self, embeddings, stored=None):
         self.embeddings = embeddings
+        self.stored = stored  # a SentenceVectors, or None
         self._vectors: dict[str, np.ndarray] = {}
 
     def of(self, query: Query, quotes: list[Quote]) -> np.ndarray:
         sentences = list(dict.fromkeys(q.sentence for q in quotes))
-        missing = [s for s in sentences if s not in self._vectors]
+        vectors = {s: v for s in sentences if (v := self._vector(s)) is not None}
+        missing = [s for s in sentences if s not in vectors]
         if missing:
             if len(self._vectors) + len(missing) > SENTENCE_CACHE_SIZE:
                 self._vectors.clear()  # a large corpus: start again rather than grow without bound
-            self._vectors.update(zip(missing, self.embeddings.encode_passages(missing)))
+            embedded = dict(zip(missing, self.embeddings.encode_passages(missing)))
+            self._vectors.update(embedded)
+            vectors.update(embedded)
         question = self.embeddings.encode_queries([query.text])[0]
-        return np.array([float(self._vectors[q.sentence] @ question) for q in quotes])
+        return np.array([float(vectors[q.sentence] @ question) for q in quotes])
+
+    def _vector(self, sentence: str) -> np.ndarray | None:
+        kept = self._vectors.get(sentence)
+        if kept is None and self.stored is not None:
+            kept = self.stored.get(sentence)
+        return kept
 
 
 def _heading_line(quote: Quote) -> bool:

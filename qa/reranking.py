@@ -46,7 +46,8 @@ class RerankedSearcher:
         self.corpus_articles = _corpus_articles(searcher, settings) if reader is None else None
         self.reader = reader or ClauseReader(self.corpus_articles, settings)
         self.judge = judge if judge is not None else Judge.load(settings.judge_file)
-        self.cosines = SentenceCosines(getattr(searcher, "embeddings", None))
+        # the sentence vectors FAISS's index holds (Milvus keeps none: its sentences are embedded as met)
+        self.cosines = SentenceCosines(getattr(searcher, "embeddings", None), getattr(getattr(searcher, "index", None), "sentences", None))
 
     @property
     def articles(self) -> list:

@@ -126,6 +126,35 @@ def test_outputs_are_normalised_float32_in_input_order(embedder):
     assert isinstance(docs, list) and isinstance(docs[0], list) and isinstance(docs[0][0], float)
 
 
+class CountingModel:
+    """The real model, counting the texts it embeds."""
+
+    def __init__(self, model):
+        self.model, self.texts = model, 0
+
+    def encode(self, texts, **options):
+        self.texts += len(texts)
+        return self.model.encode(texts, **options)
+
+    def get_embedding_dimension(self):
+        return self.model.get_embedding_dimension()
+
+
+def test_a_question_asked_again_is_not_embedded_again_and_its_vector_is_a_copy(settings, model_dir):
+    embedder = PolicyEmbeddings(settings)
+    counting = embedder.model = CountingModel(embedder.model)
+    first = embedder.encode_queries([QUERY_12345])
+    first[0, 0] = 99.0  # a caller changing its copy changes nothing kept
+    again = embedder.encode_queries([QUERY_12345])
+    assert counting.texts == 1
+    assert again[0, 0] != 99.0 and np.isclose(np.linalg.norm(again[0]), 1.0, atol=1e-5)
+    assert np.allclose(again, embedder.encode_queries([QUERY_12345, "另一个问题"])[:1], atol=1e-4)
+    assert counting.texts == 3  # several questions at once are embedded as they are
+    embedder.forget_queries()
+    embedder.encode_queries([QUERY_12345])
+    assert counting.texts == 4
+
+
 def test_texts_beyond_512_tokens_are_truncated_not_fatal(embedder):
     long_text = PASSAGE_FIRE * 40  # ~2,000 tokens
     vector = embedder.encode_passages([long_text])

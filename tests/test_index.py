@@ -30,6 +30,7 @@ from qa.index import (
     IndexUnavailable,
     Manifest,
     build_index,
+    clause_sentences,
     current_folder,
     load_index,
     make_vector_index,
@@ -288,6 +289,50 @@ def test_damaged_index_is_refused_clearly_and_rebuilt(
     assert loaded.folder != folder
     assert loaded.vectors.ntotal == small_build.articles
     assert [a.id for a in loaded.articles] == loaded.manifest.article_ids
+
+
+# -- sentence vectors (the judge's, embedded at build time) ----------------------------------------
+
+
+def test_build_embeds_every_sentence_the_reader_can_quote(small_build, small_settings, small_embeddings):
+    from qa.articles import sentences
+
+    loaded = load_index(small_settings, small_embeddings.fingerprint)
+    quotable = {s for a in loaded.articles for s in sentences(a.text)}
+    assert len(loaded.sentences) == len(quotable) == len(loaded.manifest.sentence_hashes) > 0
+    sample = sorted(quotable)[:5]
+    fresh = small_embeddings.encode_passages(sample)
+    for sentence, vector in zip(sample, fresh):
+        stored = loaded.sentences.get(sentence)
+        assert stored is not None and stored.dtype == np.float32
+        assert float(stored @ vector) > 0.999  # the very vector the judge would embed
+    assert loaded.sentences.get("一句不在任何条款里的话。") is None
+
+
+def test_an_index_from_before_sentence_vectors_gets_them_reusing_the_rest(small_build, small_settings, small_embeddings, tmp_path):
+    settings = copy_index(small_settings, tmp_path)
+    folder = current_folder(settings.index_dir)
+    manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest.sentence_hashes = []  # as an index written before the sentences were embedded
+    (folder / "sentence_embeddings.npy").unlink()
+    del manifest.checksums["sentence_embeddings.npy"]
+    (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    old = load_index(settings, small_embeddings.fingerprint)
+    assert old.sentences is None  # still loads and serves (the judge embeds sentences as met)
+
+    report = build_index(settings, small_embeddings, progress=False)
+    assert not report.unchanged and report.embedded == 0  # the articles' vectors are reused
+    assert len(load_index(settings, small_embeddings.fingerprint).sentences) == len(clause_sentences(old.articles))
+
+
+def test_sentence_vectors_of_another_length_are_refused(small_build, small_settings, small_embeddings, tmp_path):
+    settings = copy_index(small_settings, tmp_path)
+    folder = current_folder(settings.index_dir)
+    manifest = Manifest.from_json((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest.sentence_hashes = manifest.sentence_hashes[:-1]
+    (folder / "manifest.json").write_text(manifest.to_json(), encoding="utf-8")
+    with pytest.raises(IndexUnavailable, match="sentences"):
+        load_index(settings, small_embeddings.fingerprint)
 
 
 # -- the user dictionary ----------------------------------------------------------------------------

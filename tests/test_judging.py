@@ -11,7 +11,7 @@ from qa.answering import Answerer
 from qa.config import PROJECT_ROOT
 from qa.index import build_index
 from qa.judge_training import fold_of, holds_gold, train
-from qa.judging import FEATURES, Judge, feature_rows
+from qa.judging import FEATURES, JUDGED_CANDIDATES, Judge, SentenceCosines, feature_rows
 
 COMMITTED = PROJECT_ROOT / "qa" / "data" / "judge.json"
 
@@ -59,6 +59,35 @@ def test_a_sentence_holding_no_answer_of_the_kind_asked_is_no_answer(judged):
     assert reading.query.kind is not None and reading.query.kind.name == "duration"
     assert all(q.verdict == 0.0 for q in reading.quotes if not q.lead)
     assert reading.quotes[0].lead
+
+
+class CountingEmbeddings:
+    """The real embeddings, counting the passages they are asked to embed."""
+
+    def __init__(self, embeddings):
+        self.embeddings, self.passages = embeddings, 0
+
+    def encode_passages(self, texts):
+        self.passages += len(texts)
+        return self.embeddings.encode_passages(texts)
+
+    def encode_queries(self, texts):
+        return self.embeddings.encode_queries(texts)
+
+
+def test_an_answer_reads_sentence_vectors_from_the_index_and_embeds_none(judged):
+    searcher = judged.searcher
+    stored = searcher.cosines.stored
+    assert stored is not None and len(stored) > 1000  # the seed corpus's sentences, embedded at build
+    counting = CountingEmbeddings(searcher.cosines.embeddings)
+    cosines = SentenceCosines(counting, stored)
+    reading = judged.read("打12345反映的问题多久能办结反馈？")
+    quotes = reading.quotes[:JUDGED_CANDIDATES]
+    from_index = cosines.of(reading.query, quotes)
+    assert counting.passages == 0
+    embedded = SentenceCosines(counting, None).of(reading.query, quotes)
+    assert counting.passages == len({q.sentence for q in quotes}) > 0
+    assert np.allclose(from_index, embedded, atol=1e-3)  # the same cosines either way
 
 
 def test_search_is_ordered_by_the_reader_and_an_answer_by_the_judge(judged):

@@ -10,6 +10,8 @@ package: neither of those modules imports it.
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -25,6 +27,11 @@ from qa.embedding.model import (
     provision_model,
 )
 from qa.embedding.onnx import BACKEND_TORCH, backend_id, check_backend, load_onnx_encoder
+
+# Questions whose vectors are kept: an answer embeds its question for retrieval and again for the
+# judge's sentence cosines, a follow-up is read alone and in context, and the hotline asks the
+# same questions many times a day.
+RECENT_QUERIES = 512
 
 
 def load_encoder(settings: Settings):
@@ -47,6 +54,8 @@ class PolicyEmbeddings(Embeddings):
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @functools.cached_property
     def model(self):
@@ -76,7 +85,25 @@ class PolicyEmbeddings(Embeddings):
         return self._encode([self.settings.passage_prefix + t for t in texts], show_progress)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode([self.settings.query_prefix + t for t in texts], False)
+        """The questions' vectors; one question's is kept (RECENT_QUERIES) and handed out as a copy."""
+        if len(texts) != 1:
+            return self._encode([self.settings.query_prefix + t for t in texts], False)
+        with self._recent_lock:
+            kept = self._recent.get(texts[0])
+            if kept is not None:
+                self._recent.move_to_end(texts[0])
+                return kept.copy()
+        vectors = self._encode([self.settings.query_prefix + texts[0]], False)
+        with self._recent_lock:
+            self._recent[texts[0]] = vectors.copy()
+            while len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
+        return vectors
+
+    def forget_queries(self) -> None:
+        """Drop the kept question vectors (the benchmark times embedding a question each time)."""
+        with self._recent_lock:
+            self._recent.clear()
 
     # --- LangChain API --------------------------------------------------------------------------
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
