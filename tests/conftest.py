@@ -3,7 +3,6 @@
 data/ (the seed index is a copy of the tests' own; a check at the end of the session fails the run
 if either changed)."""
 
-import fcntl
 import json
 import os
 import shutil
@@ -49,24 +48,21 @@ def pytest_sessionfinish(session, exitstatus):
 def settings(tmp_path_factory):
     """The bundled corpus with an index of the tests' own, built once per run: a copy of the
     repository's index/ when it has one (then brought up to date, usually instantly), else built
-    there. With pytest-xdist the workers share it (the first builds under a lock, the others wait
-    for it, as two builds of one index do); each worker keeps a data/ folder of its own."""
+    there. With pytest-xdist the workers share it (the first builds under the index's build lock,
+    the others wait for it, as two builds of one index do); each worker keeps a data/ folder of its own."""
     worker = tmp_path_factory.mktemp("seed")
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # the run's base folder, above each worker's own
     index_dir = shared / "seed-index"
     seeded = load_settings(index_dir=index_dir, data_dir=worker / "data")
-    with open(shared / "seed-index.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (index_dir / "CURRENT").exists() and (REPOSITORY.index_dir / "CURRENT").exists():
-                shutil.copytree(REPOSITORY.index_dir, index_dir, ignore=shutil.ignore_patterns(".build.lock", ".*.partial"))
-            from qa.index import build_index
+    from qa.index import build_index, build_lock
 
-            build_index(seeded, progress=False)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    # the index's own build lock: the first worker copies and builds, the other waits for it
+    with build_lock(seeded):
+        if not (index_dir / "CURRENT").exists() and (REPOSITORY.index_dir / "CURRENT").exists():
+            shutil.copytree(REPOSITORY.index_dir, index_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".build.lock", ".*.partial"))
+        build_index(seeded, progress=False)  # re-enters the lock this thread holds
     return seeded
 
 
