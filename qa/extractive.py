@@ -250,10 +250,10 @@ class ClauseReader:
             best = max(best, math.fsum(w for units, w in zip(words, weights) if units and units <= known) / total)
         return best
 
-    def focus_share(self, query: Query, units: set[str] | frozenset[str]) -> float:
+    def focus_share(self, query: Query, units: set[str] | frozenset[str], words: tuple[str, ...] | None = None) -> float:
         """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
-        asked about) found whole in ``units``; 1.0 when the question has none."""
-        words = [frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w)) for w in query.focus]
+        asked about; or ``words``) found whole in ``units``; 1.0 when the question has none."""
+        words = [frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w)) for w in (query.focus if words is None else words)]
         # a word the corpus never uses (县里, 报完) cannot be asked of its sentences
         words = [units for units in words if units and all(u in self._document_frequency for u in units)]
         weights = [max((self._weight(u) for u in units_of), default=0.0) for units_of in words]

@@ -140,8 +140,10 @@ class Judge:
         verdicts = self.probabilities(feature_rows(query, judged, reader, cosines.of(query, judged)))
         for quote, verdict in zip(judged, verdicts):
             # as for the reader (missing_kind_factor 0): a sentence holding no answer of the kind
-            # asked (no time limit for 多长时间给我答复) states no answer, however close its wording
-            quote.verdict = float(verdict) if quote.lead or query.kind is None else 0.0
+            # asked (no time limit for 多长时间给我答复) states no answer, however close its wording;
+            # nor does one not about what an elliptic follow-up names (转办 in 1个工作日 for 那投诉的呢？)
+            answers = (quote.lead or query.kind is None) and (not query.aspect or _about_aspect(query, quote, reader))
+            quote.verdict = float(verdict) if answers else 0.0
         for quote in rest:
             quote.verdict = 0.0
         order = sorted(range(len(judged)), key=lambda n: (-round(judged[n].verdict, 12), n))
@@ -185,6 +187,14 @@ class SentenceCosines:
         if kept is None and self.stored is not None:
             kept = self.stored.get(sentence)
         return kept
+
+
+def _about_aspect(query: Query, quote: Quote, reader: ClauseReader) -> bool:
+    """Whether the sentence, or its clause's title and headings, holds a word of ``query.aspect``
+    (红色 in the heading 红色预警 counts; a word the corpus never uses is not asked of it)."""
+    clause = reader.clause(quote.hit.article)
+    units = next((u for s, u in clause.sentences if s == quote.sentence), frozenset()) | clause.context
+    return reader.focus_share(query, units, query.aspect) > 0
 
 
 def _heading_line(quote: Quote) -> bool:

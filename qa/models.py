@@ -33,6 +33,9 @@ class Query:
     # The content words next to the words of asking (补贴 in 政府给不给补贴？补多少, 公示 in 公告期要
     # 公示多少天): what the kind of answer is asked about, which the answering fragment must be about.
     focus: tuple[str, ...] = ()
+    # What an elliptic follow-up names (投诉 in 那投诉的呢？ after 反映问题几天能回复): the earlier
+    # question asked again of it, so a sentence not about it answers the earlier question, not this.
+    aspect: tuple[str, ...] = ()
 
     @property
     def kind_name(self) -> str:

@@ -210,6 +210,7 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
     kind_text = normalise(kind_from) if kind_from and asked_kind(kind_from) else normalised
     kind = asked_kind(kind_text)
     places = place_words(text)
+    aspect = elliptic_aspect(normalise(kind_from) if kind_from else "")
     return Query(
         text=text,
         normalised=normalised,
@@ -220,7 +221,8 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
         named_places=tuple(p for p in places if p.endswith(PLACE_SUFFIXES)),
         years=tuple(dict.fromkeys(int(y) for y in YEAR.findall(normalised))),
         words=content_words(normalised),
-        focus=_focus(normalised, kind_text, kind, normalise(kind_from) if kind_from else ""),
+        focus=_focus(normalised, kind_text, kind, aspect),
+        aspect=aspect,
     )
 
 
@@ -252,16 +254,21 @@ def focus_words(normalised: str, kind: AnswerKind | None) -> tuple[str, ...]:
 ELLIPTIC = re.compile(r"^[^，,。；;？?！!\s]{1,12}?呢[？?！!。\s]*$")
 
 
-def _focus(normalised: str, kind_text: str, kind: AnswerKind | None, own: str) -> tuple[str, ...]:
-    """The focus of a question read in context (``own``: the follow-up itself). Its own words of
-    asking say what it asks about; a follow-up that asks only (补多少) is about what the question
-    it follows was about; one that names something else and asks nothing (生活污水治理率呢？) asks
-    the same of that."""
-    if own and ELLIPTIC.match(own) and not asked_kind(own):
-        places = set(place_words(own))
-        named = tuple(w for w in content_words(own) if w not in places)
-        if named:
-            return named[:FOCUS_WORDS_EACH_SIDE]
+def elliptic_aspect(own: str) -> tuple[str, ...]:
+    """What a follow-up that names something and asks nothing (生活污水治理率呢？ 那投诉的呢？) names,
+    places aside (那惠农区呢 changes the region, which the places rule handles); () otherwise."""
+    if not own or not ELLIPTIC.match(own) or asked_kind(own):
+        return ()
+    places = set(place_words(own))
+    return tuple(w for w in content_words(own) if w not in places)[:FOCUS_WORDS_EACH_SIDE]
+
+
+def _focus(normalised: str, kind_text: str, kind: AnswerKind | None, aspect: tuple[str, ...]) -> tuple[str, ...]:
+    """The focus of a question read in context. Its own words of asking say what it asks about; a
+    follow-up that asks only (补多少) is about what the question it follows was about; one that
+    names something else and asks nothing asks the same of that (``aspect``)."""
+    if aspect:
+        return aspect
     return focus_words(kind_text, kind) or (focus_words(normalised, kind) if kind_text != normalised else ())
 
 

@@ -61,6 +61,23 @@ def test_a_sentence_holding_no_answer_of_the_kind_asked_is_no_answer(judged):
     assert reading.quotes[0].lead
 
 
+def test_after_an_elliptic_follow_up_only_sentences_about_what_it_names_can_answer(judged):
+    turns = [{"role": "user", "content": "打12345咨询问题几天能回复？"}, {"role": "assistant", "content": "…"}]
+    assert judged.read("那投诉的呢？", turns).query.aspect == ("投诉",)
+    # the same sentences judged for the question alone, then as asked of 投诉
+    reading = judged.read("12345热线工单要在几个工作日内办结反馈？")
+    searcher, quotes = judged.searcher, reading.quotes[:JUDGED_CANDIDATES]
+    alone = {q.sentence: q.verdict for q in quotes}
+    of_complaints = searcher.judge.judge(replace(reading.query, aspect=("投诉",)), quotes, searcher.reader, searcher.cosines)
+
+    def about(quote):
+        return "投诉" in quote.sentence + " ".join(quote.hit.article.path) + quote.hit.article.document.title
+
+    assert any(alone[q.sentence] > 0 and not about(q) for q in of_complaints)
+    assert all(q.verdict == 0.0 for q in of_complaints if not about(q))
+    assert any(q.verdict > 0 for q in of_complaints if about(q))
+
+
 class CountingEmbeddings:
     """The real embeddings, counting the passages they are asked to embed."""
 
