@@ -156,9 +156,7 @@ def _print_answer(answer) -> None:
         print()
         print("引用：")
     for citation in answer.citations:
-        a = citation.article
-        notes = "，".join(citation.notes())
-        print(f"[{citation.n}] 《{a.document.title}》 {a.document.doc_number} {' > '.join(a.path)}" + (f"（{notes}）" if notes else ""))
+        print(citation.reference())
     for note in answer.notes:
         print(f"注：{note}", file=sys.stderr)
 

@@ -198,6 +198,10 @@ class Settings:
     # Token for the admin tab and /api/admin/*; "" (the default) turns admin off entirely, so a
     # public deployment cannot change the corpus unless someone chose a token (QA_ADMIN_TOKEN).
     admin_token: str = ""
+    # A key the OpenAI-compatible API (/v1, qa/web/openai_api.py) asks for as "Authorization: Bearer
+    # <key>", as hosted chat services do. "" = open, like /api: a government answer service is
+    # public; a key keeps a deployment's /v1 to the bots and clients it was given to.
+    api_key: str = ""
     # Host page origins (space-separated, e.g. "https://www.example.gov.cn") allowed to embed the
     # widget: sent as CSP frame-ancestors (iframe) and allowed by CORS (the <gradio-app> component).
     # The app's own origin is always allowed.

@@ -152,6 +152,13 @@ class Citation:
             notes.append(f"自{doc.effective_date}起施行")
         return notes
 
+    def reference(self) -> str:
+        """The line that names the clause under an answer: [n] 《title》 文号 heading path（validity notes）."""
+        doc = self.article.document
+        notes = "，".join(self.notes())
+        title = f"《{doc.title}》 {doc.doc_number} " if doc is not None else ""
+        return f"[{self.n}] {title}{' > '.join(self.article.path)}" + (f"（{notes}）" if notes else "")
+
     def to_dict(self) -> dict:
         data = self.article.to_dict()
         keys = ("id", "doc_title", "doc_number", "issuer", "date", "region", "label", "path", "text", "source_file", "trial", "effective_date")

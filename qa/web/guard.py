@@ -54,7 +54,7 @@ EXEMPT_GET = re.compile(
 # the Gradio routes its pages and gradio_client use. Gradio's others (process_recording, which
 # writes a file to /tmp and runs ffmpeg on it, component_server, vibe-edit, login, run-history…)
 # are 404: nothing here uses them.
-WRITE_ROUTES = re.compile(r"^(?:/api/.*|(?:/widget)?/gradio_api/(?:queue/join|upload|cancel|reset|call/.*)/?)$")
+WRITE_ROUTES = re.compile(r"^(?:/api/.*|/v1/chat/completions|(?:/widget)?/gradio_api/(?:queue/join|upload|cancel|reset|call/.*)/?)$")
 # The long-lived GETs of the exempt list (the queue's event stream, heartbeats): open at once per
 # client at most this many, so one address cannot hold every connection (settings.max_connections).
 STREAM_PATHS = re.compile(r"^(?:/widget)?/gradio_api/(?:queue/data|heartbeat/.*)$")

@@ -29,6 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from qa.answering import QuestionError, plain_text
 from qa.config import Settings
 from qa.retrieval import Filters
+from qa.web.openai_api import OpenAIError, install_openai_api
 from qa.web.guard import RequestGuard, header_token
 from qa.web.library import AdminError, CorpusAdmin, FeedbackLog, Library, UploadPreview, admin_enabled, token_matches
 from qa.web.render import document_page, esc
@@ -277,6 +278,8 @@ async def invalid_request(request: Request, error: RequestValidationError) -> JS
     problem is (loc and type, without echoing the input back)."""
     errors = list(error.errors())
     where = [{"loc": list(e.get("loc", ())), "type": e.get("type", "")} for e in errors]
+    if request.url.path.startswith("/v1/"):  # OpenAI's clients read error.message
+        return OpenAIError(422, invalid_request_message(errors)).response()
     return JSONResponse({"detail": invalid_request_message(errors), "errors": where}, status_code=422)
 
 
@@ -324,6 +327,7 @@ def create_app(settings: Settings, library: Library | None = None) -> FastAPI:
     # from a browser, which the <gradio-app> web component does.
     app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"], allow_credentials=True)
     app.include_router(api_router(settings, library, admin))
+    install_openai_api(app, settings, library)
     app.include_router(page_routes(library))
     common = {
         "css_paths": [STATIC_DIR / "app.css"],
