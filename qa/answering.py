@@ -396,7 +396,7 @@ class Answerer:
         lines = [why, self.prompts.related] if why else [self.prompts.related]
         if closest:
             lines.append(POSSIBLY_RELATED)
-            lines += [f"[{n}] {_title_of(hit)}" for n, hit in enumerate(closest, start=1)]
+            lines += [f"[{n}] {hit.article.source()}" for n, hit in enumerate(closest, start=1)]
         citations = [Citation(n, hit) for n, hit in enumerate(closest, start=1)]
         return replace(base, text="\n".join(lines), refused=True, citations=citations, grade="related")
 
@@ -486,7 +486,3 @@ class Answerer:
         citations = [Citation(new, hits[old - 1]) for new, old in enumerate(checked.cited, start=1)]
         yield replace(draft, text=f"{renumber(checked.text, checked.cited)}\n{HOTLINE}", citations=citations, notes=list(base.notes))
 
-
-def _title_of(hit: Hit) -> str:
-    doc = hit.article.document
-    return " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(hit.article.path)]))

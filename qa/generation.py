@@ -152,8 +152,7 @@ def clause_block(n: int, hit: Hit) -> str:
     〔 〕 (as in a 文号) so a document cannot forge a citation marker, and the fence marks where
     data starts and ends."""
     article = hit.article
-    doc = article.document
-    head = " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(article.path)]))
+    head = article.source()
     text = FENCE.sub("", article.text).translate(CLAUSE_BRACKETS)
     return f"<<<条款[{n}] {FENCE.sub('', head).translate(CLAUSE_BRACKETS)}\n{text}\n>>>"
 

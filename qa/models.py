@@ -79,6 +79,12 @@ class Article:
     part: int = 0  # >0 when a long clause was cut into parts
     document: Document | None = None
 
+    def source(self) -> str:
+        """Where the clause is: 《title》 文号 heading path (under an answer, in a refusal's list of
+        related clauses, in the LLM's prompt)."""
+        doc = self.document
+        return " ".join(filter(None, [f"《{doc.title}》" if doc else "", doc.doc_number if doc else "", " > ".join(self.path)]))
+
     def to_dict(self) -> dict:
         doc = self.document
         return {
@@ -154,10 +160,8 @@ class Citation:
 
     def reference(self) -> str:
         """The line that names the clause under an answer: [n] 《title》 文号 heading path（validity notes）."""
-        doc = self.article.document
         notes = "，".join(self.notes())
-        title = f"《{doc.title}》 {doc.doc_number} " if doc is not None else ""
-        return f"[{self.n}] {title}{' > '.join(self.article.path)}" + (f"（{notes}）" if notes else "")
+        return f"[{self.n}] {self.article.source()}" + (f"（{notes}）" if notes else "")
 
     def to_dict(self) -> dict:
         data = self.article.to_dict()
