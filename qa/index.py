@@ -361,20 +361,28 @@ def _previous_vectors(settings: Settings, fingerprint: str) -> dict[str, np.ndar
             return {}
         # Damaged vectors must not be carried into the new index: reused only when they check out
         # (an index without checksums, from before they were kept, or with them removed, is not).
-        stored = ("embeddings.npy", "window_embeddings.npy") + (("sentence_embeddings.npy",) if manifest.sentence_hashes else ())
-        verify_checksums(folder, manifest.checksums, only=stored)
+        verify_checksums(folder, manifest.checksums, only=("embeddings.npy", "window_embeddings.npy"))
         articles = np.load(folder / "embeddings.npy")
         windows = np.load(folder / "window_embeddings.npy")
         if len(articles) != len(manifest.passage_hashes) or len(windows) != len(manifest.window_hashes):
             return {}
         previous = dict(zip(manifest.passage_hashes, articles)) | dict(zip(manifest.window_hashes, windows))
-        if manifest.sentence_hashes:
-            sentence_vectors = np.load(folder / "sentence_embeddings.npy")
-            if len(sentence_vectors) == len(manifest.sentence_hashes):
-                previous |= dict(zip(manifest.sentence_hashes, sentence_vectors))
-        return previous
     except (OSError, ValueError, KeyError, TypeError, IndexUnavailable):
         return {}
+    return previous | _previous_sentence_vectors(folder, manifest)
+
+
+def _previous_sentence_vectors(folder: Path, manifest: Manifest) -> dict[str, np.ndarray]:
+    """The sentence vectors of the current index by hash; none when they do not check out (the
+    article and window vectors are still reused: damaged sentences cost only their own embedding)."""
+    if not manifest.sentence_hashes:
+        return {}
+    try:
+        verify_checksums(folder, manifest.checksums, only=("sentence_embeddings.npy",))
+        vectors = np.load(folder / "sentence_embeddings.npy")
+    except (OSError, ValueError, KeyError, TypeError, IndexUnavailable):
+        return {}
+    return dict(zip(manifest.sentence_hashes, vectors)) if len(vectors) == len(manifest.sentence_hashes) else {}
 
 
 def _embed_reusing(texts, hashes, previous, embeddings, *, desc: str, unit: str, progress: bool):
@@ -394,7 +402,7 @@ def _embed_reusing(texts, hashes, previous, embeddings, *, desc: str, unit: str,
     return vectors, len(todo)
 
 
-def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], article_ids: list[str]) -> bool:
+def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], article_ids: list[str], sentence_hashes: list[str]) -> bool:
     """Same files, same articles (a change to how articles are cut changes their ids), same
     tokeniser and windows, and an index that loads."""
     try:
@@ -407,8 +415,9 @@ def _is_up_to_date(settings: Settings, fingerprint: str, files: dict[str, str], 
         and manifest.article_ids == article_ids
         and manifest.tokenizer == keyword_index_version(settings)
         and manifest.window_chars == settings.window_chars
-        # an index from before sentences were embedded gets them (the rest is reused)
-        and (bool(manifest.sentence_hashes) or not article_ids)
+        # the judge's sentences as the reader now splits them: an index from before sentences were
+        # embedded, or from another split, gets them (the rest is reused)
+        and manifest.sentence_hashes == sentence_hashes
     )
 
 
@@ -463,7 +472,9 @@ def _build_index(settings: Settings, embeddings, corpus: Corpus | None, *, progr
     files = {parsed.name: parsed.sha256 for parsed in corpus.files}
     skipped = [error.name for error in corpus.errors]
     articles = corpus.articles
-    if _is_up_to_date(settings, fingerprint, files, [a.id for a in articles]):
+    sentence_texts = clause_sentences(articles)
+    sentence_hashes = [_sha(s) for s in sentence_texts]
+    if _is_up_to_date(settings, fingerprint, files, [a.id for a in articles], sentence_hashes):
         return BuildReport(len(articles), 0, len(articles), 0.0, skipped, unchanged=True)
 
     passages = [passage_text(a) for a in articles]
@@ -472,8 +483,6 @@ def _build_index(settings: Settings, embeddings, corpus: Corpus | None, *, progr
     windows = [w for ws in windows_per_article for w in ws]
     window_hashes = [_sha(w) for w in windows]
     window_start = np.concatenate([[0], np.cumsum([len(ws) for ws in windows_per_article])]).astype(int).tolist()
-    sentence_texts = clause_sentences(articles)
-    sentence_hashes = [_sha(s) for s in sentence_texts]
     previous = _previous_vectors(settings, fingerprint)
     embeddings.dimension  # loads the model now, so its loading time is not counted as embedding
     embed_started = time.perf_counter()

@@ -46,8 +46,9 @@ ANSWER_KINDS = (
     AnswerKind(
         "duration",
         # 多少个工作日 asks a time limit as 几个工作日 does (as a count, another matter's 10个工作日
-        # answered it); 那几天 / 这几天 name days, they do not ask how many (考试那几天几点禁止施工)
-        re.compile(r"多久|多长时间|(?<![那这头前])几天|几个?工作日|多少个?工作日|几个?小时|多少个?小时|几分钟|多少分钟|多少天|多快|期限|时限|几年|多少年|有效期|几个月|多少个月"),
+        # answered it); 这几天, 前几天 and a phrase's 那几天 name days, they do not ask how many
+        # (考试那几天几点禁止施工), while a follow-up's opening 那几天能办好 and 提前几天 do
+        re.compile(r"多久|多长时间|(?<![这头])(?<![^提]前)(?<!^前)(?<![^\s，,。；;？?！!]那)几天|几个?工作日|多少个?工作日|几个?小时|多少个?小时|几分钟|多少分钟|多少天|多快|期限|时限|几年|多少年|有效期|几个月|多少个月"),
         # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
         re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
     ),
@@ -68,7 +69,7 @@ ANSWER_KINDS = (
         re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
         re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
     ),
-    AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种分]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种%]|%|百分之")),
+    AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种分]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种分%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
     # a street address, or the e-mail address a 邮箱地址 question wants
     AnswerKind("address", re.compile(r"地址|邮箱"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于|[\w.-]+@[\w-]+\.[\w.]+")),

@@ -325,6 +325,19 @@ def test_an_index_from_before_sentence_vectors_gets_them_reusing_the_rest(small_
     assert len(load_index(settings, small_embeddings.fingerprint).sentences) == len(clause_sentences(old.articles))
 
 
+def test_a_damaged_sentence_file_costs_only_the_sentences_their_embedding(small_build, small_settings, small_embeddings, tmp_path):
+    settings = copy_index(small_settings, tmp_path)
+    folder = current_folder(settings.index_dir)
+    path = folder / "sentence_embeddings.npy"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(IndexUnavailable):
+        load_index(settings, small_embeddings.fingerprint)
+    report = build_index(settings, small_embeddings, progress=False)
+    loaded = load_index(settings, small_embeddings.fingerprint)
+    assert report.embedded == 0  # the articles' and windows' vectors were reused
+    assert report.sentences_embedded == len(loaded.sentences) > 0
+
+
 def test_sentence_vectors_of_another_length_are_refused(small_build, small_settings, small_embeddings, tmp_path):
     settings = copy_index(small_settings, tmp_path)
     folder = current_folder(settings.index_dir)

@@ -110,6 +110,15 @@ def test_a_request_the_api_cannot_read_is_an_error_in_openais_shape(web):
     response = httpx.post(f"{web.url}/v1/chat/completions", json={"model": "policy-qa"}, timeout=30)
     assert response.status_code == 422
     assert response.json()["error"]["message"]
+    missing = httpx.post(f"{web.url}/v1/completions", json={"prompt": "x"}, timeout=30)  # the legacy API: not here
+    assert missing.status_code == 404 and missing.json()["error"]["message"]
+
+
+def test_fields_clients_send_as_null_or_other_roles_are_accepted(web):
+    body = {"model": "policy-qa", "stream": None, "temperature": None,
+            "messages": [{"role": "function", "content": "{}"}, {"role": "user", "content": HOTLINE}]}
+    response = httpx.post(f"{web.url}/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200 and "2个工作日" in response.json()["choices"][0]["message"]["content"]
 
 
 def test_with_a_key_configured_only_requests_bringing_it_are_answered(web):
@@ -117,7 +126,14 @@ def test_with_a_key_configured_only_requests_bringing_it_are_answered(web):
     try:
         with pytest.raises(openai.AuthenticationError):
             client(running.url, "wrong").models.list()
+        with pytest.raises(openai.AuthenticationError):
+            ask(client(running.url, "wrong"), {"role": "user", "content": HOTLINE})
+        # only as a Bearer token: not in another header
+        response = httpx.post(f"{running.url}/v1/chat/completions", headers={"X-Admin-Token": "k-3f9a"},
+                              json={"model": "policy-qa", "messages": [{"role": "user", "content": HOTLINE}]}, timeout=30)
+        assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         assert client(running.url, "k-3f9a").models.list().data[0].id == "policy-qa"
+        assert "2个工作日" in ask(client(running.url, "k-3f9a"), {"role": "user", "content": HOTLINE}).choices[0].message.content
     finally:
         running.stop()
 

@@ -197,8 +197,17 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, detail, headers={"Connection": "close"})
 
 
-async def send_json(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps({"detail": detail}, ensure_ascii=False).encode("utf-8")
+# OpenAI's error types by status, for the /v1 API's clients (qa/web/openai_api.py)
+OPENAI_ERROR_TYPES = {404: "not_found_error", 413: "invalid_request_error", 429: "rate_limit_error"}
+
+
+async def send_json(send, status: int, detail: str, headers: dict[str, str] | None = None, *, path: str = "") -> None:
+    """A JSON error as the API gives it ({"detail": …}), or under /v1/ as OpenAI's ({"error": {…}})."""
+    if path.startswith("/v1/"):
+        shaped = {"error": {"message": detail, "type": OPENAI_ERROR_TYPES.get(status, "invalid_request_error"), "code": None}}
+    else:
+        shaped = {"detail": detail}
+    body = json.dumps(shaped, ensure_ascii=False).encode("utf-8")
     raw = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
@@ -228,7 +237,7 @@ class RequestGuard:
             return
         scope["headers"] = [(k, v) for k, v in scope.get("headers") or [] if k.lower() not in UNTRUSTED_HEADERS]
         if method not in ("GET", "HEAD") and not WRITE_ROUTES.match(path):
-            await send_json(send, 404, NOT_FOUND, {"Connection": "close"})
+            await send_json(send, 404, NOT_FOUND, {"Connection": "close"}, path=path)
             return
         limit = body_limit(path, self.settings)
         too_large = TOO_LARGE.format(limit=readable_size(limit))
@@ -242,14 +251,14 @@ class RequestGuard:
         wait = self.limiter.wait_needed(client)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if wait > 0 and not (path.endswith(GRADIO_JOIN) and self.chat_events.get(gradio_page(path))):
-            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait)), "Connection": "close"})
+            await send_json(send, 429, TOO_MANY_REQUESTS, {"Retry-After": str(math.ceil(wait)), "Connection": "close"}, path=path)
             return
         if is_gradio_upload(path) and not admin_token_given(scope, self.settings):
             status, detail = (403, UPLOAD_OFF) if not self.settings.admin_token else (401, UPLOAD_DENIED)
             await send_json(send, status, detail, {"Connection": "close"})
             return
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_json(send, 413, too_large, {"Connection": "close"})
+            await send_json(send, 413, too_large, {"Connection": "close"}, path=path)
             return
         if wait > 0:
             await self._limited_join(scope, receive, send, client, wait, limit, too_large)
@@ -322,4 +331,4 @@ class RequestGuard:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await send_json(send, 413, too_large, {"Connection": "close"})
+                await send_json(send, 413, too_large, {"Connection": "close"}, path=scope.get("path", ""))

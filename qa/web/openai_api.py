@@ -2,8 +2,9 @@
 not), so that chat clients people already run (the ``openai`` SDK, Open WebUI, LobeChat, Chatbox,
 bots) can ask the product unchanged.
 
-The last user message is the question and the earlier user and assistant turns its conversation;
-system messages are not read (text a client sends never steers the answer). The reply's content
+The last user message is the question and the earlier user and assistant turns its conversation,
+read as ``POST /api/ask`` reads its history; system and developer messages are not read at all
+(a client's instructions do not steer the answer). The reply's content
 is the product's answer with its ``[n]`` markers and the reference lines of the clauses cited; the
 same answer as ``POST /api/ask`` gives it (grade, refused, citations) is in the extra field
 ``policy_qa``. A streamed reply is the final, checked answer sent in pieces: an LLM's draft is
@@ -12,6 +13,7 @@ never streamed, as a sentence it cannot support is dropped before anyone sees it
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 import uuid
@@ -24,7 +26,6 @@ from pydantic import BaseModel, ConfigDict
 from qa.answering import QuestionError
 from qa.config import Settings
 from qa.models import Answer
-from qa.web.guard import header_token
 from qa.web.library import Library
 
 MODEL_ID = "policy-qa"
@@ -40,7 +41,7 @@ class TextPart(BaseModel):
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = None
 
     @property
@@ -55,26 +56,34 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = MODEL_ID
     messages: list[Message]
-    stream: bool = False
+    stream: bool | None = False
 
 
 class OpenAIError(Exception):
     """An error as OpenAI's API gives it: {"error": {"message", "type", "code"}}."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None, headers=None):
         super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers
 
     def response(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": self.message, "type": self.kind, "code": self.code}}, status_code=self.status)
+        body = {"error": {"message": self.message, "type": self.kind, "code": self.code}}
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
 
 
 def key_guard(settings: Settings):
-    """A dependency: with ``api_key`` set, a request must bring it as a Bearer token."""
+    """A dependency: with ``api_key`` set, a request must bring it as ``Authorization: Bearer``
+    (compared in constant time)."""
 
     def check(request: Request) -> None:
-        if settings.api_key and header_token(request.headers) != settings.api_key:
-            raise OpenAIError(401, "API 密钥不正确或缺失（Authorization: Bearer …）", "authentication_error", "invalid_api_key")
+        if settings.api_key and not hmac.compare_digest(bearer_token(request).encode(), settings.api_key.encode()):
+            raise OpenAIError(401, "API 密钥不正确或缺失（Authorization: Bearer …）", "authentication_error", "invalid_api_key",
+                              headers={"WWW-Authenticate": "Bearer"})
 
     return check
 

@@ -270,6 +270,8 @@ HTTP_MESSAGES = {"There was an error parsing the body": "请求内容无法解�
 async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     """An HTTPException as FastAPI answers it, with its English stock messages in Chinese."""
     detail = HTTP_MESSAGES.get(error.detail, error.detail) if isinstance(error.detail, str) else error.detail
+    if request.url.path.startswith("/v1/"):  # OpenAI's clients read error.message
+        return OpenAIError(error.status_code, str(detail), headers=getattr(error, "headers", None)).response()
     return JSONResponse({"detail": detail}, status_code=error.status_code, headers=getattr(error, "headers", None))
 
 
@@ -287,6 +289,8 @@ async def internal_error(request: Request, error: Exception) -> JSONResponse:
     """Any error no handler expected: logged here with its traceback, answered with a plain
     message (no exception text or traceback reaches the client)."""
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    if request.url.path.startswith("/v1/"):
+        return OpenAIError(500, INTERNAL_ERROR, "server_error").response()
     return JSONResponse({"detail": INTERNAL_ERROR}, status_code=500)
 
 
