@@ -115,6 +115,10 @@ class ClauseUnits:
     sentences: list[tuple[str, frozenset[str]]]
     whole: frozenset[str]
 
+    def units_of(self, sentence: str) -> frozenset[str]:
+        """One of its sentences' units (none for a sentence it does not hold)."""
+        return next((units for s, units in self.sentences if s == sentence), frozenset())
+
 
 @dataclass(frozen=True)
 class QuestionContent:

@@ -193,7 +193,7 @@ def _about_aspect(query: Query, quote: Quote, reader: ClauseReader) -> bool:
     """Whether the sentence, or its clause's title and headings, holds a word of ``query.aspect``
     (红色 in the heading 红色预警 counts; a word the corpus never uses is not asked of it)."""
     clause = reader.clause(quote.hit.article)
-    units = next((u for s, u in clause.sentences if s == quote.sentence), frozenset()) | clause.context
+    units = clause.units_of(quote.sentence) | clause.context
     return reader.focus_share(query, units, query.aspect) > 0
 
 
@@ -227,7 +227,7 @@ def feature_rows(query: Query, quotes: list[Quote], reader: ClauseReader, cosine
             covered, heaviest, missing = content.word_coverage(units)
             clause_rows[article.id] = (matched / content.total if content.total else 0.0, covered, min(heaviest / scale, 1.0), min(missing, 4) / 4)
         clause_coverage, clause_words, missing_word, missing_words = clause_rows[article.id]
-        sentence_units = next((u for s, u in clause.sentences if s == quote.sentence), frozenset())
+        sentence_units = clause.units_of(quote.sentence)
         word_coverage, _, _ = content.word_coverage(sentence_units | clause.context)
         kind_found = float(bool(quote.lead))
         lead_units = reader.units(quote.lead) if quote.lead else set()
