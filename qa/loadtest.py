@@ -49,7 +49,7 @@ MAX_ROUNDS = 5
 REQUEST_TIMEOUT_S = 60
 START_TIMEOUT_S = 600  # the first start may build the index
 GRADIO_PAGES = ("/", "/widget/")
-CHAT_ENDPOINT = "respond"  # the api_name of the chat's submit event (qa/web/ui.py)
+CHAT_ENDPOINT = "chat"  # the api_name of the chat's submit event (qa/web/ui.py)
 # What the chat says to a question past the client's rate limit (qa.web.guard.TOO_MANY_REQUESTS;
 # not imported, so the load generator does not load the web app).
 TOO_MANY_REQUESTS = "请求过于频繁，请稍后再试。"

@@ -149,8 +149,8 @@ def test_the_admin_tab_reads_only_files_uploaded_to_it_and_removes_them_once_add
 
     async def run():
         async with httpx.AsyncClient(base_url=web.url, timeout=120) as session:
-            preview = await find_chat_endpoint(session, "/", "preview")
-            add = await find_chat_endpoint(session, "/", "add")
+            preview = await find_chat_endpoint(session, "/", "admin_preview")
+            add = await find_chat_endpoint(session, "/", "admin_add")
             read = []
             secret = tmp_path / "secret.txt"
             secret.write_text("第一条 服务器上的文件。", encoding="utf-8")
@@ -301,7 +301,7 @@ def test_a_file_value_given_as_a_url_is_never_fetched(web):
 
     async def run():
         async with httpx.AsyncClient(base_url=web.url, timeout=60) as session:
-            preview = await find_chat_endpoint(session, "/", "preview")
+            preview = await find_chat_endpoint(session, "/", "admin_preview")
             return await gradio_event(session, preview, [ADMIN_TOKEN, file_value("https://www.example.gov.cn/通知.txt", "通知.txt")], {})
 
     status, message = asyncio.run(run())

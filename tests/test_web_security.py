@@ -256,7 +256,7 @@ def test_a_chat_question_past_the_limit_is_told_so_in_the_chat(stingy):
     async def run():
         async with httpx.AsyncClient(base_url=stingy.url, timeout=60) as session:
             chat, widget = await find_chat_endpoint(session, "/"), await find_chat_endpoint(session, "/widget/")
-            search = await find_chat_endpoint(session, "/", "search")
+            search = await find_chat_endpoint(session, "/", "desk_search")
             while (await session.get("/api/documents", headers=citizen)).status_code != 429:
                 pass
             joins = []

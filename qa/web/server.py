@@ -33,12 +33,11 @@ from qa.web.openai_api import OpenAIError, install_openai_api
 from qa.web.guard import RequestGuard, header_token
 from qa.web.library import AdminError, CorpusAdmin, FeedbackLog, Library, UploadPreview, admin_enabled, token_matches
 from qa.web.render import document_page, esc
-from qa.web.ui import build_main, build_widget, chat_event_ids
+from qa.web.ui import SEARCH_K_MAX, build_main, build_widget, chat_event_ids
 
 STATIC_DIR = Path(__file__).parent / "static"
 # Gradio's web-component loader, served by this app so host pages need no CDN.
 GRADIO_JS = Path(gr.__file__).parent / "templates" / "frontend" / "gradio.js"
-SEARCH_K_MAX = 50
 # The document page shows text only: no scripts at all, styles from the page itself.
 DOCUMENT_PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 

@@ -177,6 +177,43 @@ class ChatHandlers:
         self.feedback.record(Feedback(rating, exchange.question, exchange.answer, self.page, context or ""))
 
 
+# The queue's events for programs (gr.api): not the chat's (the guard passes the chat's questions
+# past the rate limit, marked, so the chat can say so; a program's are refused with a 429).
+PROGRAM_CONCURRENCY_ID = "programs"
+# The most clauses a search returns to a program (GET /api/search and the page's "search").
+SEARCH_K_MAX = 50
+
+
+class ProgramHandlers:
+    """The main page's events for programs (gradio_client): plain text and structured citations,
+    the JSON of POST /api/ask and GET /api/search."""
+
+    def __init__(self, library: Library):
+        self.library = library
+
+    def ask(self, question: str, history: list[dict] | None = None, context: str = "") -> dict:
+        """The answer to ``question`` (``history``: earlier turns as {"role", "content"}), as
+        POST /api/ask gives it: answer, grade, refused, citations."""
+        turns = [t for t in history or [] if isinstance(t, dict) and t.get("role") in ("user", "assistant")]
+        try:
+            with self.library.answer_slot():
+                return self.library.answerer.answer(question, history=turns, context=plain_text(context or "")).to_api()
+        except QuestionError as error:
+            raise gr.Error(str(error)) from error
+
+    def search(self, query: str, region: str = "", issuer: str = "", document: str = "", year: int | None = None, k: int = 10) -> dict:
+        """Clauses for ``query`` with the desk's filters given directly, as GET /api/search gives them."""
+        text = plain_text(query)
+        settings = self.library.settings
+        if not text:
+            raise gr.Error("请提供检索内容")
+        if len(text) > settings.max_question_chars:
+            raise gr.Error(f"检索内容太长，请精简到 {settings.max_question_chars} 字以内")
+        filters = Filters(region=region or None, issuer=issuer or None, document=document or None, year=year or None)
+        hits = self.library.searcher.search(text, k=max(1, min(int(k or 10), SEARCH_K_MAX)), filters=filters)
+        return {"query": text, "hits": [hit.to_api() for hit in hits]}
+
+
 def chat_panel(handlers: ChatHandlers, context: gr.State, height: int | str, examples: bool) -> None:
     chatbot = gr.Chatbot(
         label="对话",
@@ -208,11 +245,13 @@ def chat_panel(handlers: ChatHandlers, context: gr.State, height: int | str, exa
         gr.Examples(EXAMPLE_QUESTIONS, inputs=[question], label="可以这样问")
     inputs = [question, chatbot, exchanges, context]
     outputs = [chatbot, question, exchanges]
-    question.submit(handlers.respond, inputs, outputs, concurrency_id=CHAT_CONCURRENCY_ID)
-    send.click(handlers.respond, inputs, outputs, concurrency_id=CHAT_CONCURRENCY_ID)
-    clear.click(lambda: ([], "", []), None, outputs)
-    chatbot.clear(lambda: [], None, exchanges)  # the chat's own trash button: forget the turns too
-    chatbot.like(handlers.on_feedback, [exchanges, context], None)
+    # Named for gradio_client; programs are better served by the page's "ask" (plain text and
+    # structured citations, not the chat's HTML). The button runs the same event, unlisted.
+    question.submit(handlers.respond, inputs, outputs, concurrency_id=CHAT_CONCURRENCY_ID, api_name="chat")
+    send.click(handlers.respond, inputs, outputs, concurrency_id=CHAT_CONCURRENCY_ID, api_visibility="private")
+    clear.click(lambda: ([], "", []), None, outputs, api_visibility="private")
+    chatbot.clear(lambda: [], None, exchanges, api_visibility="private")  # the chat's own trash button: forget the turns too
+    chatbot.like(handlers.on_feedback, [exchanges, context], None, api_visibility="private")
 
 
 def chat_event_ids(page: gr.Blocks) -> frozenset[int]:
@@ -223,7 +262,7 @@ def chat_event_ids(page: gr.Blocks) -> frozenset[int]:
 
 def large_text_toggle() -> gr.Checkbox:
     toggle = gr.Checkbox(label="大字模式", value=False, elem_id="qa-large-text", container=False, scale=0, min_width=110)
-    toggle.change(None, [toggle], None, js=LARGE_TEXT_JS)
+    toggle.change(None, [toggle], None, js=LARGE_TEXT_JS, api_visibility="private")
     return toggle
 
 
@@ -277,14 +316,17 @@ def search_desk(handlers: DeskHandlers) -> list:
         query = gr.Textbox(label="关键词、问题或条款", elem_id="qa-search-query", scale=4)
         button = gr.Button("检索", variant="primary", elem_id="qa-search-button", scale=1)
     with gr.Row():
-        region = gr.Dropdown(label="地区", choices=[("全部", "")], value="", elem_id="qa-filter-region")
-        issuer = gr.Dropdown(label="发文机关", choices=[("全部", "")], value="", elem_id="qa-filter-issuer")
-        document = gr.Dropdown(label="文件", choices=[("全部", "")], value="", elem_id="qa-filter-document")
-        year = gr.Dropdown(label="年份", choices=[("全部", "")], value="", elem_id="qa-filter-year")
+        # Values outside the choices are taken (the handler reads them as filters): a program calling
+        # desk_search passes a region or year directly, without loading the page's choices first.
+        direct = {"value": "", "allow_custom_value": True}
+        region = gr.Dropdown(label="地区", choices=[("全部", "")], elem_id="qa-filter-region", **direct)
+        issuer = gr.Dropdown(label="发文机关", choices=[("全部", "")], elem_id="qa-filter-issuer", **direct)
+        document = gr.Dropdown(label="文件", choices=[("全部", "")], elem_id="qa-filter-document", **direct)
+        year = gr.Dropdown(label="年份", choices=[("全部", "")], elem_id="qa-filter-year", **direct)
     results = gr.HTML(elem_id="qa-search-results")
     inputs = [query, region, issuer, document, year]
-    button.click(handlers.search, inputs, results)
-    query.submit(handlers.search, inputs, results)
+    button.click(handlers.search, inputs, results, api_name="desk_search")
+    query.submit(handlers.search, inputs, results, api_visibility="private")
     return [region, issuer, document, year]
 
 
@@ -293,8 +335,8 @@ def document_browser(handlers: DeskHandlers) -> tuple[gr.Dropdown, gr.HTML, gr.D
     listing = gr.HTML(elem_id="qa-document-list")
     chosen = gr.Dropdown(label="打开文件", choices=[], elem_id="qa-browse-document")
     reader = gr.HTML(elem_id="qa-document-view")
-    region.change(handlers.browse, [region], [listing, chosen])
-    chosen.change(handlers.open_document, [chosen], [reader])
+    region.change(handlers.browse, [region], [listing, chosen], api_name="browse")
+    chosen.change(handlers.open_document, [chosen], [reader], api_name="open_document")
     return region, listing, chosen
 
 
@@ -404,12 +446,12 @@ def admin_panel(handlers: AdminHandlers | None) -> None:
         files = gr.Dropdown(label="资料库中的文件", choices=[], elem_id="qa-admin-files", scale=4)
         remove = gr.Button("删除所选文件", variant="stop", elem_id="qa-admin-remove", scale=1)
     rebuild = gr.Button("按资料库文件更新索引", elem_id="qa-admin-rebuild")
-    preview.click(handlers.preview, [token, upload], [status, found])
-    add.click(handlers.add, [token, upload], [status, found, files])
-    remove.click(handlers.remove, [token, files], [status, files])
-    rebuild.click(handlers.rebuild, [token], [status])
-    token.change(None, [token], None, js=ADMIN_COOKIE_JS)
-    token.submit(handlers.files_for, [token], [files])
+    preview.click(handlers.preview, [token, upload], [status, found], api_name="admin_preview")
+    add.click(handlers.add, [token, upload], [status, found, files], api_name="admin_add")
+    remove.click(handlers.remove, [token, files], [status, files], api_name="admin_remove")
+    rebuild.click(handlers.rebuild, [token], [status], api_name="admin_rebuild")
+    token.change(None, [token], None, js=ADMIN_COOKIE_JS, api_visibility="private")
+    token.submit(handlers.files_for, [token], [files], api_name="admin_files")
     token.blur(handlers.files_for, [token], [files])
 
 
@@ -436,10 +478,13 @@ def build_main(settings: Settings, library: Library, feedback: FeedbackLog, admi
             with gr.Tab("管理", id="admin", elem_id="qa-tab-admin"):
                 admin_panel(admin_handlers)
         markdown(f"<small>回答依据已公开的政策文件，仅供参考。{HOTLINE_HANDOFF}</small>")
-        page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)
+        page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS, api_visibility="private")
         page.load(chat.coverage, None, coverage, api_name="coverage")
-        page.load(desk.filter_choices, None, filters + [browse_region])
-        page.load(desk.browse, [browse_region], [listing, chosen])
+        page.load(desk.filter_choices, None, filters + [browse_region], api_name="filter_choices")
+        page.load(desk.browse, [browse_region], [listing, chosen], api_visibility="private")
+        programs = ProgramHandlers(library)
+        gr.api(programs.ask, api_name="ask", concurrency_id=PROGRAM_CONCURRENCY_ID)
+        gr.api(programs.search, api_name="search_clauses", concurrency_id=PROGRAM_CONCURRENCY_ID)
     return with_queue(page, settings)
 
 
@@ -461,8 +506,8 @@ def build_widget(library: Library, feedback: FeedbackLog) -> gr.Blocks:
             value = plain_text(given or params.get("context") or "")[:CONTEXT_MAX_CHARS]
             return value, widget_heading(value)
 
-        page.load(take_context, [from_page], [context, note], js=PAGE_CONTEXT_JS)
-        page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS)
+        page.load(take_context, [from_page], [context, note], js=PAGE_CONTEXT_JS, api_visibility="private")
+        page.load(None, None, [toggle], js=LARGE_TEXT_SAVED_JS, api_visibility="private")
     return with_queue(page, library.settings)
 
 
