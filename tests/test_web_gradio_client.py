@@ -4,6 +4,9 @@ citations), and the desk's ``desk_search`` with filters passed directly."""
 
 from __future__ import annotations
 
+import html
+import re
+
 import httpx
 import pytest
 
@@ -63,6 +66,20 @@ def test_the_desk_search_takes_a_region_without_loading_the_choices_first(client
     region = everything["hits"][0]["region"]
     html = client.predict("政务公开工作要点", region, "", "", "", api_name="/desk_search")
     assert "not in the list of choices" not in html and region in html
+
+
+def reply_scripts(page: str) -> list[str]:
+    """The 答复口径 each hit of the desk's results would copy."""
+    return [html.unescape(v) for v in re.findall(r'class="qa-copy" value="([^"]*)">复制答复口径', page)]
+
+
+def test_the_desk_reply_script_quotes_the_item_that_answers_not_the_whole_article(client):
+    scripts = reply_scripts(client.predict("12345热线咨询类工单几个工作日内办结", "", "", "", "", api_name="/desk_search"))
+    assert "第二十一条的规定：“咨询类工单2个工作日内办结反馈诉求人" in scripts[0]
+    assert "接诉即办" not in scripts[0]  # item (一) of the same article
+    # an article looked up by name is read out whole
+    whole = reply_scripts(client.predict("12345热线管理办法第二十一条", "", "", "", "", api_name="/desk_search"))[0]
+    assert "接诉即办" in whole and "咨询类工单2个工作日内办结" in whole
 
 
 def test_an_empty_question_is_a_clear_error(client):

@@ -162,6 +162,9 @@ def test_copy_texts_name_the_source():
     assert copied.startswith("第五条 承办单位") and "《测试<b>办法</b>（试行）》（测〔2022〕1号）第五条" in copied
     reply = reply_script(article)
     assert "根据《测试<b>办法</b>（试行）》（测〔2022〕1号）第五条的规定：“承办单位应当" in reply and "12345" in reply
+    items = _article("第六条 办理时限：\n（一）咨询类2个工作日内办结；\n（二）投诉类5个工作日内办结；", label="第六条")
+    one = reply_script(items, "（二）投诉类5个工作日内办结；")
+    assert "第六条的规定：“（二）投诉类5个工作日内办结。”" in one and "咨询类" not in one
 
 
 def test_document_shows_each_heading_once_and_marks_one_clause():

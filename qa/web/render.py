@@ -180,13 +180,16 @@ def clause_with_citation(article: Article) -> str:
     return f"{article.text.strip()}\n{source}"
 
 
-def reply_script(article: Article) -> str:
-    """答复口径: a ready reply a hotline operator can read out or paste, built from the clause."""
+def reply_script(article: Article, answering: str = "") -> str:
+    """答复口径: a ready reply a hotline operator can read out or paste: the sentence or item of the
+    clause that answers the search (``answering``), or, without one, the whole clause."""
     doc = article.document
     name = f"《{doc.title}》" + (f"（{doc.doc_number}）" if doc.doc_number else "")
     trial = "（试行）" if doc.trial and "试行" not in doc.title else ""
     # "根据…第五条的规定：“第五条 承办单位…”" would read the label out twice
-    text = article.text.strip()
+    text = (answering or article.text).strip()
+    if answering and text[-1] in "；;，,：:":  # an item of a list, read out as a sentence of its own
+        text = text[:-1] + "。"
     if article.label and text.startswith(article.label):
         text = text[len(article.label) :].lstrip(" 　:：")
     return (
@@ -204,7 +207,10 @@ def copy_button(label: str, text: str) -> str:
     return f'<button type="button" class="qa-copy" value="{value}">{esc(label)}</button>'
 
 
-def render_hits(hits: list[Hit], query: str, base: str = "") -> str:
+def render_hits(hits: list[Hit], query: str, base: str = "", answering: dict[str, str] | None = None) -> str:
+    """The desk's results; ``answering``: by article id, the sentence that answers the search, which
+    its 答复口径 quotes instead of the whole clause."""
+    answering = answering or {}
     if not hits:
         return '<p class="qa-empty">没有找到匹配的条款。</p>'
     terms = query_terms(query)
@@ -221,7 +227,7 @@ def render_hits(hits: list[Hit], query: str, base: str = "") -> str:
             f'<div class="qa-path">{esc(PATH_SEPARATOR.join(article.path))}</div>'
             f'<div class="qa-clause-text">{highlight(article.text, terms)}</div>'
             f'<div class="qa-actions">{copy_button("复制条款及出处", clause_with_citation(article))}'
-            f'{copy_button("复制答复口径", reply_script(article))}'
+            f'{copy_button("复制答复口径", reply_script(article, answering.get(article.id, "")))}'
             f'<a class="qa-open-doc" href="{esc(document_url(article, base))}" target="_blank" rel="noopener">查看全文</a>'
             f"</div></div>"
         )

@@ -293,8 +293,14 @@ class DeskHandlers:
         filters = Filters(
             region=region or None, issuer=issuer or None, document=document or None, year=int(year) if str(year or "").isdigit() else None
         )
-        hits = self.library.searcher.search(query, k=settings.search_desk_k, filters=filters)
-        return render_hits(hits, query, link_base(request))
+        ranking = self.library.searcher.rank(query, k=settings.search_desk_k, filters=filters, judged=False)
+        # the reader's best sentence of each clause it read (quotes come best first), unless the
+        # clause was looked up by name: its 答复口径 quotes that item, not all five of 第二十一条
+        answering: dict[str, str] = {}
+        for quote in ranking.quotes:
+            if quote.support > 0 and quote.hit.via != "lookup":
+                answering.setdefault(quote.hit.article.id, quote.sentence)
+        return render_hits(ranking.hits, query, link_base(request), answering)
 
     def browse(self, region: str):
         catalog = self.library.catalog
