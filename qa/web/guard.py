@@ -130,13 +130,17 @@ def is_gradio_upload(path: str) -> bool:
     return path.rstrip("/").endswith(GRADIO_UPLOAD)
 
 
-def header_token(headers) -> str | None:
-    """The admin token a request's headers carry (``Authorization: Bearer …`` or
-    ``X-Admin-Token``); ``headers`` is any mapping of lower-case names (Starlette's included)."""
+def bearer_token(headers) -> str | None:
+    """The token of ``Authorization: Bearer …``; ``headers`` is any mapping of lower-case names
+    (Starlette's included)."""
     scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
-    if scheme.lower() == "bearer":
-        return credentials.strip()
-    return headers.get("x-admin-token") or None
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def header_token(headers) -> str | None:
+    """The admin token a request's headers carry (``Authorization: Bearer …`` or ``X-Admin-Token``)."""
+    scheme = (headers.get("authorization") or "").partition(" ")[0]
+    return bearer_token(headers) if scheme.lower() == "bearer" else headers.get("x-admin-token") or None
 
 
 def upload_token(scope) -> str | None:

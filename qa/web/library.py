@@ -92,6 +92,12 @@ class Library:
         finally:
             self._answer_slots.release()
 
+    def answer(self, question: str, history=(), context: str = ""):
+        """The final answer to ``question``, worked out in an answer slot (the JSON API, the
+        OpenAI-compatible API and the page's events for programs; the chat streams its own)."""
+        with self.answer_slot():
+            return self.answerer.answer(question, history=history, context=context)
+
     @property
     def searcher(self) -> RerankedSearcher:
         return self._searcher

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from qa.answering import QuestionError
 from qa.config import Settings
 from qa.models import Answer
+from qa.web.guard import bearer_token
 from qa.web.library import Library
 
 MODEL_ID = "policy-qa"
@@ -71,17 +72,12 @@ class OpenAIError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-def bearer_token(request: Request) -> str:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" else ""
-
-
 def key_guard(settings: Settings):
     """A dependency: with ``api_key`` set, a request must bring it as ``Authorization: Bearer``
     (compared in constant time)."""
 
     def check(request: Request) -> None:
-        if settings.api_key and not hmac.compare_digest(bearer_token(request).encode(), settings.api_key.encode()):
+        if settings.api_key and not hmac.compare_digest((bearer_token(request.headers) or "").encode(), settings.api_key.encode()):
             raise OpenAIError(401, "API 密钥不正确或缺失（Authorization: Bearer …）", "authentication_error", "invalid_api_key",
                               headers={"WWW-Authenticate": "Bearer"})
 
@@ -143,8 +139,7 @@ def openai_router(settings: Settings, library: Library) -> APIRouter:
     def chat_completions(request: ChatRequest):
         question, history = conversation(request.messages)
         try:
-            with library.answer_slot():
-                answer = library.answerer.answer(question, history=history)
+            answer = library.answer(question, history=history)
         except QuestionError as error:
             raise OpenAIError(400, str(error)) from error
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -133,8 +133,7 @@ def api_router(settings: Settings, library: Library, admin: CorpusAdmin) -> APIR
         """The same JSON as `python -m qa ask --json`."""
         history = [message.model_dump() for message in request.history]
         try:
-            with library.answer_slot():
-                answer = library.answerer.answer(request.question, history=history, context=request.context)
+            answer = library.answer(request.question, history=history, context=request.context)
         except QuestionError as error:
             raise HTTPException(400, str(error)) from error
         return answer.to_api()

@@ -196,8 +196,7 @@ class ProgramHandlers:
         POST /api/ask gives it: answer, grade, refused, citations."""
         turns = [t for t in history or [] if isinstance(t, dict) and t.get("role") in ("user", "assistant")]
         try:
-            with self.library.answer_slot():
-                return self.library.answerer.answer(question, history=turns, context=plain_text(context or "")).to_api()
+            return self.library.answer(question, history=turns, context=plain_text(context or "")).to_api()
         except QuestionError as error:
             raise gr.Error(str(error)) from error
 
