@@ -202,8 +202,9 @@ class Answerer:
         question = clean_question(question, self.settings)
         turns = conversation(history)
         standalone, notes = self.standalone_question(question, turns)
-        alone = self._read_as(question, standalone, notes, filters, context)
         asked_before = [text for role, text in turns if role == "user"]
+        carried = self._earlier_hits(asked_before, filters) if standalone != question else []
+        alone = self._read_as(question, standalone, notes, filters, context, carried)
         if standalone != question or not asked_before or alone.answered or alone.outside:
             return alone
         subject = self._earlier_subject(asked_before)
@@ -212,13 +213,20 @@ class Answerer:
         in_context = self._read_as(question, f"{subject} {question}"[-self.settings.max_question_chars :], notes, filters, context)
         return in_context if in_context.answered else alone
 
-    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str) -> Reading:
+    def _earlier_hits(self, asked_before: list[str], filters: Filters | None) -> list[Hit]:
+        """The first clauses of the question a follow-up leans on: a follow-up often asks the same
+        clause about something else (那投诉的呢？), so they are read whatever the words of both
+        questions together rank first."""
+        subject = self._earlier_subject(asked_before)
+        return self.searcher.search(self.reader.analyse(subject), k=EARLIER_DOCUMENTS, filters=filters) if subject else []
+
+    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str, carried: list[Hit] = ()) -> Reading:
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         query = self.reader.analyse(standalone, kind_from=question)
-        ranking = self.retrieve(query, filters, context)
+        ranking = self.retrieve(query, filters, context, carried)
         hits = self.searcher.by_verdict(ranking)
         usable = [hit for hit in hits if applies_to(hit.article, list(query.named_places))]
-        quotes = self.quotes_of(ranking, usable[: self.settings.answer_clauses])
+        quotes = self.aspect_first(query, self.quotes_of(ranking, usable[: self.settings.answer_clauses]), carried)
         outside = self.scope.outside(query, hits)
         return Reading(
             question,
@@ -246,6 +254,22 @@ class Answerer:
             quotes = quotes + self.searcher.read(ranking.query, unread)
             quotes.sort(key=lambda q: -q.score)  # stable: ties keep the order they were read in
         return quotes
+
+    def aspect_first(self, query: Query, quotes: list[Quote], carried: list[Hit]) -> list[Quote]:
+        """An elliptic follow-up (那投诉的呢？) asks the question before about what it names: of the
+        sentences that answer, those naming it in their own words lead, first those of the clauses
+        that answered the question before (咨询类…2个工作日, 投诉…5个工作日内办结反馈), then any
+        other (another plan's 2个工作日内退回投诉, whose title alone says 投诉, comes after)."""
+        if not query.aspect:
+            return quotes
+        earlier = {hit.article.id for hit in carried}
+
+        def tier(quote: Quote) -> int:
+            if quote.score < self.threshold or not self.reader.names_aspect(query, quote):
+                return 2
+            return 0 if quote.hit.article.id in earlier else 1
+
+        return sorted(quotes, key=tier)  # stable: best first within a tier
 
     def support(self, quotes: list[Quote], hits: list[Hit], score=lambda q: q.score) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
@@ -353,12 +377,12 @@ class Answerer:
                 subject = subject.replace(earlier_place, "")
         return f"{subject} {question}"[-self.settings.max_question_chars :]
 
-    def retrieve(self, query: Query, filters: Filters | None, context: str) -> Ranking:
-        """Hits for the question, reranked for the kind of answer wanted. A host page's context (the
-        policy it shows) is preferred when it names a document whose clauses answer the question;
-        otherwise the whole corpus answers."""
+    def retrieve(self, query: Query, filters: Filters | None, context: str, carried: list[Hit] = ()) -> Ranking:
+        """Hits for the question, reranked for the kind of answer wanted, ``carried`` clauses among
+        those read. A host page's context (the policy it shows) is preferred when it names a
+        document whose clauses answer the question; otherwise the whole corpus answers."""
         k = self.retrieval_k
-        ranking = self.searcher.rank(query, k=k, filters=filters)
+        ranking = self.searcher.rank(query, k=k, filters=filters, carried=carried)
         context = plain_text(context)[: self.settings.max_question_chars]
         if not context:
             return ranking

@@ -64,10 +64,24 @@ PAGE_ARTIFACT = re.compile(r"^(?:[-—–－·•\s]*\d{1,3}[-—–－·•\s]*
 SENTENCE_SPLIT = re.compile(r"(?<=[。！？；!?;])|(?<=\n)")
 
 
+# A table row's first cell when it ends a sentence (2.考生忘带准考证…过期。<tab>先验证考生相貌…).
+ROW_CASE = re.compile(r"^[^\t\n]*[。！？；!?;][ \u3000]*(?=\t)")
+
+
 def sentences(text: str) -> list[str]:
     """A clause's sentences as the reader quotes them (and the index embeds them): split after
-    sentence-ending punctuation and line breaks, fragments under 4 characters dropped."""
-    return [s.strip() for s in SENTENCE_SPLIT.split(text) if len(s.strip()) >= 4]
+    sentence-ending punctuation and line breaks, fragments under 4 characters dropped. A table
+    row's case (its first cell) stays with the first sentence of what is done about it: apart,
+    the case was quoted as the answer to "忘带准考证还能进考场吗" and the answer never was."""
+    pieces = []
+    for line in text.splitlines(keepends=True):
+        case = ROW_CASE.match(line)
+        if case:
+            first, *rest = SENTENCE_SPLIT.split(line[case.end() :])
+            pieces += [case.group() + first, *rest]
+        else:
+            pieces += SENTENCE_SPLIT.split(line)
+    return [s.strip() for s in pieces if len(s.strip()) >= 4]
 
 
 # A line this long that stops mid-sentence was cut by the page layout, not by the author.

@@ -254,6 +254,11 @@ class ClauseReader:
             best = max(best, math.fsum(w for units, w in zip(words, weights) if units and units <= known) / total)
         return best
 
+    def names_aspect(self, query: Query, quote: "Quote") -> bool:
+        """Whether the sentence itself, not only its clause's title and headings, holds a word of
+        what an elliptic follow-up names (``Query.aspect``)."""
+        return bool(query.aspect) and self.focus_share(query, self.clause(quote.hit.article).units_of(quote.sentence), query.aspect) > 0
+
     def focus_share(self, query: Query, units: set[str] | frozenset[str], words: tuple[str, ...] | None = None) -> float:
         """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
         asked about; or ``words``) found whole in ``units``; 1.0 when the question has none."""

@@ -68,13 +68,15 @@ class RerankedSearcher:
         by answers alone."""
         return self.rank(query, k, filters, kind, judged=False).hits
 
-    def rank(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None, judged: bool = True) -> Ranking:
-        """:meth:`search` with the sentences of the head handed on, judged unless ``judged`` is False."""
+    def rank(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None, judged: bool = True, carried: list[Hit] = ()) -> Ranking:
+        """:meth:`search` with the sentences of the head handed on, judged unless ``judged`` is False.
+        ``carried``: clauses read and judged whatever their retrieval rank (those that answered the
+        question a follow-up leans on)."""
         k = k or self.settings.top_k
         query = as_query(query, self.reader.synonyms)
         if not query.text:
             return Ranking(query, [], [], frozenset())
-        hits = self.retrieve(query, k, filters)
+        hits = self.carry(self.retrieve(query, k, filters), carried)
         ranking = self._rerank(query, hits, kind, judged)
         ranking.hits = ranking.hits[:k]
         return ranking
@@ -82,6 +84,24 @@ class RerankedSearcher:
     def retrieve(self, query: Query, k: int, filters=None) -> list[Hit]:
         """The inner searcher's hits for ``query``: ``k``, and at least the ``rerank_clauses`` read."""
         return self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
+
+    def carry(self, hits: list[Hit], carried: list[Hit]) -> list[Hit]:
+        """``hits`` with the ``carried`` clauses the head lacks put at its end (scored as its last),
+        pushing retrieval's last ones of the head below it. "那投诉的呢？" after a question on
+        咨询类工单's reply time asks the same clause about 投诉 (第二十一条's 5 days), which the words
+        of the two questions together rank below another plan's 企业投诉."""
+        size = max(self.settings.rerank_clauses, 1)
+        if not carried or not hits or hits[0].via == "lookup":
+            return hits
+        in_head = {hit.article.id for hit in hits[:size]}
+        extra = [hit for hit in carried if hit.article.id not in in_head][: max(size - 1, 0)]
+        if not extra:
+            return hits
+        keep = hits[: size - len(extra)]
+        floor = keep[-1].score
+        moved = {hit.article.id for hit in extra}
+        extra = [replace(hit, score=min(hit.score, floor)) for hit in extra]
+        return keep + extra + [hit for hit in hits[len(keep) :] if hit.article.id not in moved]
 
     def head(self, hits: list[Hit]) -> list[Hit]:
         """The first hits, whose sentences are read (and judged) and which reranking reorders."""

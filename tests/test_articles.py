@@ -1,6 +1,6 @@
 """Article splitting rules, each on a small hand-written text."""
 
-from qa.articles import assemble, cut_into_parts, match_heading, split_articles
+from qa.articles import assemble, cut_into_parts, match_heading, sentences, split_articles
 from qa.models import Document
 from qa.text import cn_to_int, compact, int_to_cn, split_lines, strip_markup
 
@@ -210,3 +210,16 @@ def test_a_long_table_is_cut_between_rows_not_inside_one():
         part = text[start:end]
         assert part.endswith("\n") or end == len(text)
         assert all(line.endswith("医疗保障局") for line in part.splitlines())
+
+
+def test_a_table_rows_case_is_one_sentence_with_the_first_thing_done_about_it():
+    row = "2.考生忘带准考证或身份证。\t先验证考生相貌，可先允许入场参加考试。同时报告考点主考。\t掌握情况，做好记录。\n"
+    assert sentences(row + "下一段的句子。还有一句话。") == [
+        "2.考生忘带准考证或身份证。\t先验证考生相貌，可先允许入场参加考试。",
+        "同时报告考点主考。",
+        "掌握情况，做好记录。",
+        "下一段的句子。",
+        "还有一句话。",
+    ]
+    # a line without cells is split as before
+    assert sentences("第一句话。第二句话；第三句话") == ["第一句话。", "第二句话；", "第三句话"]

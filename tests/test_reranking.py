@@ -73,3 +73,18 @@ def test_the_kind_of_answer_wanted_can_be_given(searcher):
     question = "12345热线工单几个工作日内办结？"
     assert searcher.rerank(question, hits)[0].article.label == "第二十一条"
     assert searcher.rerank(question, hits, address)[0].article.label == "第十条"
+
+
+def test_carried_clauses_are_read_at_the_end_of_the_head(searcher, settings):
+    hits = searcher.inner.search("企业投诉 受理渠道", k=10)
+    by_label = hotline_articles(searcher)
+    carried = [Hit(by_label["第二十一条"], score=0.99)]
+    assert carried[0].article.id not in {h.article.id for h in hits[: settings.rerank_clauses]}
+    moved = searcher.carry(hits, carried)
+    head = moved[: settings.rerank_clauses]
+    assert head[-1].article.id == carried[0].article.id
+    assert head[-1].score <= head[-2].score  # scored as the head's last, not as its own question's best
+    assert [h.article.id for h in head[:-1]] == [h.article.id for h in hits[: settings.rerank_clauses - 1]]
+    assert len({h.article.id for h in moved}) == len(moved) == len(hits) + 1
+    ranking = searcher.rank("企业投诉 受理渠道", k=10, carried=carried)
+    assert carried[0].article.id in ranking.read  # its sentences were read and judged

@@ -166,6 +166,22 @@ def test_a_follow_up_that_names_a_place_drops_the_earlier_place(answerer):
     assert "惠农区" in standalone and "大武口区" not in standalone
 
 
+@pytest.mark.parametrize("first", ["给12345打电话问政策，多长时间给答复？", "打12345咨询点事，几天能有回复？"])
+def test_an_elliptic_follow_up_leads_with_what_the_clause_that_answered_before_says_of_it(answerer, first):
+    # 那投诉的呢？ asks the same of 投诉: 第二十一条's 5 working days, not another plan's 2 days to return
+    # a misrouted complaint nor its 1 day to pass one on, whose document's title says 投诉
+    turns = [{"role": "user", "content": first}, {"role": "assistant", "content": answerer.answer(first).text}]
+    answer = answerer.answer("那投诉的呢？", turns)
+    assert answer.grade == "answer"
+    assert answer.text.startswith("求助、投诉、举报、建议类工单5个工作日内办结反馈诉求人")
+
+
+def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
+    # the exam plan's table: the case (身份证过期) in one cell, what is done in the next
+    answer = answerer.answer("惠农区中考，孩子的身份证过期了还让进考场吗？")
+    assert answer.grade == "answer" and "先验证考生相貌" in answer.text
+
+
 def test_unrelated_questions_after_a_follow_up_get_their_own_answers(answerer):
     history = HOTLINE_TURNS + [{"role": "user", "content": "那投诉的呢？"}, {"role": "assistant", "content": "…"}]
     answer = answerer.answer("北京的住房公积金怎么提取", history)
