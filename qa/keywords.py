@@ -37,13 +37,19 @@ MIN_TERM_COUNT = 2
 VARIANT_CHARS = str.maketrans({"涇": "泾", "時": "时", "間": "间", "縣": "县", "區": "区", "會": "会", "辦": "办"})
 
 
+# Roman numeral signs as they are read: the emergency plans grade responses Ⅰ级 … Ⅳ级, which people
+# say 一级 … 四级 (三级四级呢？); NFKC would make them the letters "iii", which match nothing.
+ROMAN_NUMERALS = str.maketrans({chr(0x2160 + n): c for n, c in enumerate("一二三四五六七八九十")} | {chr(0x2170 + n): c for n, c in enumerate("一二三四五六七八九十")})
+
+
 def normalise(text: str) -> str:
-    """NFKC (full-width letters, digits and punctuation to half width), lower case, variant forms."""
-    return unicodedata.normalize("NFKC", text).lower().translate(VARIANT_CHARS)
+    """NFKC (full-width letters, digits and punctuation to half width), lower case, variant forms,
+    Roman numeral signs as Chinese numerals."""
+    return unicodedata.normalize("NFKC", text.translate(ROMAN_NUMERALS)).lower().translate(VARIANT_CHARS)
 
 
 # Bump when tokenisation changes, so indexes built with the old one are rebuilt.
-TOKENIZER_VERSION = "jieba-search+bigrams-2"
+TOKENIZER_VERSION = "jieba-search+bigrams-3"
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 

@@ -58,7 +58,7 @@ ANSWER_KINDS = (
     AnswerKind("month", re.compile(r"几月|哪个月"), re.compile(rf"{NUMBER}\s*月|月份|季度|年底|年初|年末|上半年|下半年")),
     AnswerKind(
         "date",
-        re.compile(r"什么时候|啥时候?|何时|几时|哪一?年|截止"),
+        re.compile(r"什么时候|啥时候?|何时|几时|哪一?年|截止|哪段时间|什么时间|哪个时间段"),
         # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
         re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
     ),

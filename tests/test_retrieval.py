@@ -405,6 +405,14 @@ def test_normalise_folds_width_case_and_variant_characters():
     assert tokenize("涇源县政务公开") == tokenize("泾源县政务公开")
 
 
+def test_roman_numeral_signs_read_as_the_numbers_people_say():
+    from qa.keywords import normalise
+
+    # the emergency plans write Ⅲ级响应; a citizen asks about 三级响应
+    assert normalise("启动Ⅲ级、Ⅳ级响应（ⅱ级）") == "启动三级、四级响应(二级)"
+    assert set(tokenize("三级响应")) <= set(tokenize("Ⅲ级响应"))
+
+
 @pytest.mark.parametrize(
     "question, asks",
     [("工单最多延期几次？", True), ("住房面积一般多大", True), ("材料什么时候前报送", True), ("补贴按什么标准发", True),

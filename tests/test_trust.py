@@ -176,6 +176,12 @@ def test_an_elliptic_follow_up_leads_with_what_the_clause_that_answered_before_s
     assert answer.text.startswith("求助、投诉、举报、建议类工单5个工作日内办结反馈诉求人")
 
 
+def test_a_follow_up_naming_levels_in_words_finds_them_written_in_roman_numerals(answerer):
+    turns = [{"role": "user", "content": "自治区一级应急响应由谁来决定启动？"}, {"role": "assistant", "content": "…"}]
+    answer = answerer.answer("那三级的呢？", turns)
+    assert answer.grade == "answer" and "Ⅲ级" in answer.text.split("依据的条款原文")[0]
+
+
 def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
     # the exam plan's table: the case (身份证过期) in one cell, what is done in the next
     answer = answerer.answer("惠农区中考，孩子的身份证过期了还让进考场吗？")
