@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,20 @@ class Hit:
         filter), its score and how it was found."""
         data = self.to_dict()
         return {key: data[key] for key in self.API_FIELDS} | {"via": self.via}
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """What a retrieval backend offers the steps after it: FAISS + bm25s (qa.retrieval.HybridSearcher),
+    a Milvus collection (qa.milvus_store.MilvusSearcher), and the reranking that wraps either
+    (qa.reranking.RerankedSearcher). Callers obtain one from qa.searchers.open_searcher."""
+
+    settings: Any  # qa.config.Settings
+    embeddings: Any  # qa.embedding.PolicyEmbeddings: what embeds the questions (and new sentences)
+
+    def search(self, query: "Query | str", k: int | None = None, filters: Any = None) -> list[Hit]:
+        """The best ``k`` articles for ``query`` among those ``filters`` (qa.retrieval.Filters) allow."""
+        ...
 
 
 @dataclass

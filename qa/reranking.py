@@ -37,8 +37,9 @@ class Ranking:
 
 class RerankedSearcher:
     """A searcher (FAISS ``HybridSearcher`` or ``MilvusSearcher``) whose hits come reranked by the
-    sentence reader and the judge. Everything else (``articles``, ``embeddings``, ``index``,
-    ``lookup`` …) is the searcher's own; ``reader`` and ``judge`` are shared with the answer step."""
+    sentence reader and the judge: a :class:`qa.models.Searcher` wrapping one. What it offers is
+    declared here (no attribute is forwarded unasked); ``embeddings`` and ``index`` are the inner
+    searcher's, ``reader`` and ``judge`` are shared with the answer step."""
 
     def __init__(self, searcher, settings: Settings, reader: ClauseReader | None = None, judge: Judge | None = None):
         self.inner = searcher
@@ -56,11 +57,15 @@ class RerankedSearcher:
         own = getattr(self.inner, "articles", None)
         return own if own is not None else (self.corpus_articles or [])
 
-    def __getattr__(self, name: str):
-        # only called for attributes this wrapper lacks: they are the inner searcher's
-        if name == "inner":  # not set yet (a copy being made): no inner searcher to ask
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    @property
+    def embeddings(self):
+        """The inner searcher's question embeddings (the judge's sentence cosines use them too)."""
+        return self.inner.embeddings
+
+    @property
+    def index(self):
+        """The FAISS index the inner searcher serves from; None for Milvus, which holds it remotely."""
+        return getattr(self.inner, "index", None)
 
     def search(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None) -> list[Hit]:
         """The inner searcher's hits, reranked; ``kind`` as in :meth:`rerank`. Not judged: the

@@ -48,8 +48,11 @@ def test_build_puts_every_article_in_a_collection_named_by_the_fingerprint(milvu
     articles = load_corpus(milvus_settings, report=None).articles
     assert milvus_build.articles == milvus_build.embedded == len(articles)
     assert isinstance(searcher.inner, MilvusSearcher)  # reranked (qa/reranking.py)
-    assert searcher.collection.startswith(collection_prefix(milvus_settings, small_embeddings.fingerprint))
-    assert searcher.client.get_collection_stats(searcher.collection)["row_count"] == len(articles)
+    from qa.models import Searcher
+
+    assert isinstance(searcher.inner, Searcher)  # the contract every backend declares
+    assert searcher.inner.collection.startswith(collection_prefix(milvus_settings, small_embeddings.fingerprint))
+    assert searcher.inner.client.get_collection_stats(searcher.inner.collection)["row_count"] == len(articles)
 
 
 @pytest.mark.parametrize("question, source_file, label, quote", QUESTIONS)
@@ -73,16 +76,16 @@ def test_answers_work_over_milvus(searcher, milvus_settings):
 
 def test_bm25_over_the_jieba_analyzer_matches_chinese_words(searcher):
     """The keyword side alone: Milvus tokenises both the passages and the query with jieba."""
-    ranked = searcher.keyword("戒严期 上坟烧纸", 5, "")
+    ranked = searcher.inner.keyword("戒严期 上坟烧纸", 5, "")
     assert ranked and ranked[0][1] > 0
-    best = searcher.client.get(searcher.collection, ids=[ranked[0][0]], output_fields=["text"])[0]["text"]
+    best = searcher.inner.client.get(searcher.inner.collection, ids=[ranked[0][0]], output_fields=["text"])[0]["text"]
     assert "戒严期" in best
-    assert searcher.keyword("量子计算机", 5, "") == []  # words no passage holds find nothing
+    assert searcher.inner.keyword("量子计算机", 5, "") == []  # words no passage holds find nothing
 
 
 def test_dense_side_scores_cosines(searcher, small_embeddings):
     vector = small_embeddings.encode_queries(["热线工单几个工作日办结"])[0]
-    ranked = searcher.dense(vector, 3, "")
+    ranked = searcher.inner.dense(vector, 3, "")
     assert len(ranked) == 3
     assert all(-1.0 <= score <= 1.0 for _, score in ranked)
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
@@ -131,7 +134,7 @@ def test_missing_collection_is_reported(milvus_settings, small_embeddings, tmp_p
 
 
 def test_rebuild_switches_the_alias_and_drops_the_old_collection(milvus_settings, small_embeddings, searcher):
-    before = searcher.collection
+    before = searcher.inner.collection
     import time
 
     time.sleep(1.1)  # collection names carry the build time to the second

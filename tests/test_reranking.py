@@ -88,3 +88,12 @@ def test_carried_clauses_are_read_at_the_end_of_the_head(searcher, settings):
     assert len({h.article.id for h in moved}) == len(moved) == len(hits) + 1
     ranking = searcher.rank("企业投诉 受理渠道", k=10, carried=carried)
     assert carried[0].article.id in ranking.read  # its sentences were read and judged
+
+
+def test_every_searcher_declares_the_searcher_contract_and_reranking_forwards_nothing_unasked(searcher):
+    from qa.models import Searcher
+
+    assert isinstance(searcher, Searcher) and isinstance(searcher.inner, Searcher)
+    assert searcher.embeddings is searcher.inner.embeddings and searcher.index is searcher.inner.index
+    # the backend's own helpers are not part of the contract: reranking does not pass them on
+    assert hasattr(searcher.inner, "keyword") and not hasattr(searcher, "keyword")
