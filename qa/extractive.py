@@ -139,6 +139,12 @@ class QuestionContent:
         return 1.0 - math.fsum(missing) / total, max(missing, default=0.0), len(missing)
 
 
+
+def _mostly_in(pairs: frozenset[str], units) -> bool:
+    """Whether a word's character pairs are in ``units``: all of a two-character word's one, at
+    least half of a longer word's."""
+    return pairs <= units if len(pairs) < 2 else 2 * len(pairs & units) >= len(pairs)
+
 class ClauseReader:
     """Scores sentences of retrieved clauses against a question. Built once per index: the bigram
     weights come from the corpus."""
@@ -269,7 +275,10 @@ class ClauseReader:
         total = math.fsum(weights)
         if not total:
             return 1.0
-        return math.fsum(w for u, w in zip(words, weights) if u <= units) / total
+        # what an elliptic follow-up names is one or two words said the way people say them (市县政府),
+        # which a clause may write apart (市、县（区）人民政府): most of their character pairs count
+        found = _mostly_in if query.aspect else frozenset.issubset
+        return math.fsum(w for u, w in zip(words, weights) if found(u, units)) / total
 
     def quotes(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """Every sentence of the hits with its support, best first (ties go to the answering

@@ -182,6 +182,13 @@ def test_a_follow_up_naming_levels_in_words_finds_them_written_in_roman_numerals
     assert answer.grade == "answer" and "Ⅲ级" in answer.text.split("依据的条款原文")[0]
 
 
+def test_what_a_follow_up_names_may_be_written_apart_in_the_clause(answerer):
+    # 市县政府 as people say it, 市、县（区）人民政府 as the plan writes it
+    turns = [{"role": "user", "content": "自治区的专项应急预案几年要搞一次演练？"}, {"role": "assistant", "content": "…"}]
+    answer = answerer.answer("那市县政府呢？", turns)
+    assert answer.grade == "answer" and answer.text.startswith("市、县（区）人民政府及其有关部门每年至少开展一次")
+
+
 def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
     # the exam plan's table: the case (身份证过期) in one cell, what is done in the next
     answer = answerer.answer("惠农区中考，孩子的身份证过期了还让进考场吗？")
