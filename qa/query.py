@@ -62,12 +62,12 @@ ANSWER_KINDS = (
         # 自印发之日起施行 dates a rule as well as 2022年1月1日 does
         re.compile(rf"{NUMBER}\s*(月|日|年|时|点)|\d{{1,2}}[:：]\d{{2}}|之日|即日|年底|年初|月底|季度|之前|以前"),
     ),
-    # How an amount is worked out (缴费基数怎么定, 按什么标准发): a rule of calculation or a figure
-    # answers it; 按规定给予补助 does not.
+    # How an amount is worked out (缴费基数怎么定, 按什么标准发): a rule of calculation, a bound
+    # (租金低于同地段…市场租金) or a figure answers it; 按规定给予补助 does not.
     AnswerKind(
         "basis",
         re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
-        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
+        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
     ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种分]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种分%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),

@@ -189,6 +189,11 @@ def test_what_a_follow_up_names_may_be_written_apart_in_the_clause(answerer):
     assert answer.grade == "answer" and answer.text.startswith("市、县（区）人民政府及其有关部门每年至少开展一次")
 
 
+def test_a_bound_answers_how_an_amount_is_set(answerer):
+    answer = answerer.answer("保障性租赁住房的租金按什么标准定？")
+    assert answer.grade == "answer" and answer.text.startswith("租金低于同地段同品质市场租赁住房租金")
+
+
 def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
     # the exam plan's table: the case (身份证过期) in one cell, what is done in the next
     answer = answerer.answer("惠农区中考，孩子的身份证过期了还让进考场吗？")
