@@ -27,7 +27,7 @@ from qa.config import Settings
 from qa.extractive import Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, completed_sentences, make_llm, renumber
 from qa.models import Answer, Citation, Hit, Query
-from qa.query import ELLIPTIC
+from qa.query import ELLIPTIC, inherited_aspect
 from qa.prompts import load_prompts
 from qa.reranking import Ranking, reranked
 from qa.retrieval import Filters
@@ -204,7 +204,8 @@ class Answerer:
         standalone, notes = self.standalone_question(question, turns)
         asked_before = [text for role, text in turns if role == "user"]
         carried = self._earlier_hits(asked_before, filters) if standalone != question else []
-        alone = self._read_as(question, standalone, notes, filters, context, carried)
+        aspect = inherited_aspect(question, asked_before[-1]) if asked_before and standalone != question else None
+        alone = self._read_as(question, standalone, notes, filters, context, carried, aspect)
         if standalone != question or not asked_before or alone.answered or alone.outside:
             return alone
         subject = self._earlier_subject(asked_before)
@@ -220,13 +221,15 @@ class Answerer:
         subject = self._earlier_subject(asked_before)
         return self.searcher.search(self.reader.analyse(subject), k=EARLIER_DOCUMENTS, filters=filters) if subject else []
 
-    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str, carried: list[Hit] = ()) -> Reading:
+    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str, carried: list[Hit] = (), aspect: tuple[str, ...] | None = None) -> Reading:
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
-        query = self.reader.analyse(standalone, kind_from=question)
+        query = self.reader.analyse(standalone, kind_from=question, aspect=aspect)
         ranking = self.retrieve(query, filters, context, carried)
         hits = self.searcher.by_verdict(ranking)
         usable = [hit for hit in hits if applies_to(hit.article, list(query.named_places))]
         quotes = self.aspect_first(query, self.quotes_of(ranking, usable[: self.settings.answer_clauses]), carried)
+        if carried and query.named_places:
+            quotes = self.own_place_first(query, quotes)
         outside = self.scope.outside(query, hits)
         return Reading(
             question,
@@ -270,6 +273,17 @@ class Answerer:
             return 0 if quote.hit.article.id in earlier else 1
 
         return sorted(quotes, key=tier)  # stable: best first within a tier
+
+    def own_place_first(self, query: Query, quotes: list[Quote]) -> list[Quote]:
+        """A follow-up that moves to a place (那泾源县呢？ after the region's 生活污水治理率) asks for that
+        place's own rule: of the sentences that answer, those of its own documents lead (泾源县's
+        34%), then the wider region's (40%), which applies there too unless it says otherwise."""
+        def elsewhere(quote: Quote) -> bool:
+            doc = quote.hit.article.document
+            own = doc is not None and any(place in (doc.region or "") for place in query.named_places)
+            return quote.score < self.threshold or not own
+
+        return sorted(quotes, key=elsewhere)  # stable
 
     def support(self, quotes: list[Quote], hits: list[Hit], score=lambda q: q.score) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the

@@ -163,10 +163,10 @@ class ClauseReader:
                 self.clause(article)
 
     @functools.lru_cache(maxsize=1024)
-    def analyse(self, question: str, kind_from: str = "") -> Query:
+    def analyse(self, question: str, kind_from: str = "", aspect: tuple[str, ...] | None = None) -> Query:
         """The question as a ``Query``, read with this reader's synonyms. Kept (a ``Query`` is
         frozen): a conversation asks it of the same earlier questions turn after turn."""
-        return analyse(question, self.synonyms, kind_from)
+        return analyse(question, self.synonyms, kind_from, aspect)
 
     def units(self, text: str) -> set[str]:
         """What the question and a sentence are compared on, each word of a synonym group read as

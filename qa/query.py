@@ -200,10 +200,11 @@ def _synonyms(path) -> Synonyms:
     return Synonyms.load(path)
 
 
-def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") -> Query:
+def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "", aspect: tuple[str, ...] | None = None) -> Query:
     """``text`` (a cleaned question, or a follow-up put in context) as a ``Query``. ``kind_from``:
     the text whose kind of answer counts (a follow-up's own: "那要多久" asks for a duration
-    whatever the question it follows asked)."""
+    whatever the question it follows asked); its elliptic aspect is the query's unless ``aspect``
+    is given (one inherited from the turn before)."""
     normalised = normalise(text)
     synonyms = synonyms or Synonyms([])
     expansions = synonyms.expansions(normalised)
@@ -211,7 +212,8 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "") ->
     kind_text = normalise(kind_from) if kind_from and asked_kind(kind_from) else normalised
     kind = asked_kind(kind_text)
     places = place_words(text)
-    aspect = elliptic_aspect(normalise(kind_from) if kind_from else "")
+    if aspect is None:
+        aspect = elliptic_aspect(normalise(kind_from) if kind_from else "")
     return Query(
         text=text,
         normalised=normalised,
@@ -262,6 +264,15 @@ def elliptic_aspect(own: str) -> tuple[str, ...]:
         return ()
     places = set(place_words(own))
     return tuple(w for w in content_words(own) if w not in places)[:FOCUS_WORDS_EACH_SIDE]
+
+
+def inherited_aspect(question: str, before: str) -> tuple[str, ...] | None:
+    """The aspect of an elliptic follow-up that names only a place (那泾源县呢？ after 生活污水治理率呢？):
+    it asks what the turn before asked, there; None when the question names something of its own."""
+    own = normalise(question)
+    if not ELLIPTIC.match(own) or elliptic_aspect(own) or not place_words(own):
+        return None
+    return elliptic_aspect(normalise(before)) or None
 
 
 def _focus(normalised: str, kind_text: str, kind: AnswerKind | None, aspect: tuple[str, ...]) -> tuple[str, ...]:

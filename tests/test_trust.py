@@ -194,6 +194,23 @@ def test_a_bound_answers_how_an_amount_is_set(answerer):
     assert answer.grade == "answer" and answer.text.startswith("租金低于同地段同品质市场租赁住房租金")
 
 
+def test_a_follow_up_naming_only_a_place_asks_what_the_turn_before_asked_and_that_places_rule_leads(answerer):
+    turns = []
+    for question in ("农村卫生厕所普及率到2025年要达到多少？", "生活污水治理率呢？"):
+        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answerer.answer(question, turns).text}]
+    answer = answerer.answer("那泾源县呢？", turns)
+    # the aspect (生活污水) is the turn before's; 泾源县's own plan (34%) before the region's (40%)
+    assert answer.grade == "answer" and answer.text.startswith("农村生活污水治理率达到34%")
+
+
+def test_an_inherited_aspect_is_only_for_a_follow_up_that_names_nothing_but_a_place():
+    from qa.query import inherited_aspect
+
+    assert inherited_aspect("那泾源县呢？", "生活污水治理率呢？") == ("生活", "污水")
+    assert inherited_aspect("那投诉的呢？", "生活污水治理率呢？") is None  # names its own aspect
+    assert inherited_aspect("泾源县的公租房怎么申请？", "生活污水治理率呢？") is None  # not elliptic
+
+
 def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
     # the exam plan's table: the case (身份证过期) in one cell, what is done in the next
     answer = answerer.answer("惠农区中考，孩子的身份证过期了还让进考场吗？")
