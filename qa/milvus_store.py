@@ -12,8 +12,8 @@ the same. Each build writes a new collection named after the embedding fingerpri
 the alias ``milvus_collection`` at it (an atomic switch, like ``CURRENT`` for FAISS) before
 dropping the old one, so a searcher never reads a half-built collection or vectors of another model.
 
-Ranking: the dense and BM25 candidates are fused with the same weighted sum of normalised scores as
-the FAISS backend's base fusion (``dense_weight``, ``keyword_weight``). The FAISS backend's
+Ranking: the dense and BM25 candidates are fused by the FAISS backend's own base fusion
+(``qa.retrieval.fuse_scores``: a weighted sum of normalised scores, ``dense_weight``, ``keyword_weight``). The FAISS backend's
 sentence-window vectors, direct article lookup and document evidence are not (yet) mirrored here.
 """
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from qa.config import Settings
 from qa.index import ARTICLE_FIELDS, PROGRESS_CHUNK, BuildReport, IndexUnavailable, passage_text
 from qa.models import Article, Document, Hit, Query
+from qa.retrieval import fuse_scores
 
 LITE_FILE = "milvus.db"  # Milvus Lite's database inside index_dir when milvus_uri is empty
 
@@ -201,18 +202,6 @@ def article_from(entity: dict) -> Article:
     return Article(**json.loads(entity["article"]), document=document)
 
 
-def fuse(settings: Settings, dense: dict[str, float], keyword: dict[str, float]) -> dict[str, float]:
-    """The FAISS backend's base fusion: dense cosine min-max normalised over the candidates, plus
-    BM25 relative to the best (``keyword`` is already divided by it), weighted."""
-    low = min(dense.values(), default=0.0)
-    span = (max(dense.values(), default=0.0) - low) or 1.0
-    weights = (settings.dense_weight + settings.keyword_weight) or 1.0
-    return {
-        key: (settings.dense_weight * (dense[key] - low) / span + settings.keyword_weight * keyword.get(key, 0.0)) / weights
-        for key in dense
-    }
-
-
 @dataclass
 class Candidate:
     dense: float | None = None  # cosine, when the dense search returned it
@@ -284,7 +273,9 @@ class MilvusSearcher:
             key: c.dense if c.dense is not None else float(np.dot(np.asarray(c.vector, dtype=np.float32), vector))
             for key, c in candidates.items()
         }
-        fused = fuse(self.settings, dense_scores, {key: c.keyword for key, c in candidates.items()})
+        keys = list(dense_scores)
+        keyword = np.array([candidates[key].keyword if key in candidates else 0.0 for key in keys], dtype=np.float64)
+        fused = dict(zip(keys, fuse_scores(self.settings, np.array([dense_scores[key] for key in keys], dtype=np.float64), keyword).tolist()))
         ranked = sorted(fused, key=lambda key: -fused[key])[:k]
         articles = self._articles(ranked)
         return [

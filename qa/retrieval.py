@@ -65,6 +65,17 @@ ARTICLE_REF = re.compile(
     r"|(?<![\d.])(\d{1,2}(?:\.\d{1,2}){1,3})(?![\d.])"
 )
 DOC_ANCHOR = re.compile(r"《([^》]{2,60})》")
+def fuse_scores(settings: Settings, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
+    """Both backends' fusion (FAISS here, Milvus in qa/milvus_store.py): the weighted sum of the
+    dense cosine, min-max normalised over the candidates, and the BM25 score normalised by the
+    best one; the arrays (float64) and the result are aligned on the candidates. (Measured on the
+    dev set against reciprocal rank fusion: Recall@1 0.78 vs 0.58.)"""
+    low = float(dense.min()) if len(dense) else 0.0
+    span = ((float(dense.max()) if len(dense) else 0.0) - low) or 1.0
+    weights = (settings.dense_weight + settings.keyword_weight) or 1.0
+    return (settings.dense_weight * (dense - low) / span + settings.keyword_weight * keyword) / weights
+
+
 # Words that say "the document", common to titles, so they do not identify one.
 GENERIC_TITLE_WORDS = ("关于", "印发", "的通知", "通知", "实施方案", "方案", "办法", "自治区", "人民政府", "办公厅", "办公室")
 
@@ -297,15 +308,6 @@ class HybridSearcher:
             return None
         return np.array([filters.allows(a) for a in self.articles], dtype=bool)
 
-    def _fuse(self, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
-        """Weighted sum of the dense cosine, min-max normalised over the candidates, and the BM25
-        score normalised by the best one; both arrays (float64) and the result are aligned on the
-        candidates. (Measured on the dev set against reciprocal rank fusion: Recall@1 0.78 vs 0.58.)"""
-        low = float(dense.min()) if len(dense) else 0.0
-        span = ((float(dense.max()) if len(dense) else 0.0) - low) or 1.0
-        weights = (self.settings.dense_weight + self.settings.keyword_weight) or 1.0
-        return (self.settings.dense_weight * (dense - low) / span + self.settings.keyword_weight * keyword) / weights
-
     def named_regions(self, query: str) -> set[str]:
         """The corpus regions a question names (by full or short name: 惠农区, 大武口, 宁夏, 自治区)."""
         text = normalise(query)
@@ -361,7 +363,7 @@ class HybridSearcher:
             keyword_scores[at] = keyword_raw.astype(np.float64) / top_keyword
         articles, windows = self._all_cosines(candidates, vector, article_cosines=s.dense_article_vector)
         dense_scores = np.maximum(articles, windows) if s.dense_article_vector else windows
-        fused = self._fuse(dense_scores.astype(np.float64), keyword_scores)
+        fused = fuse_scores(self.settings, dense_scores.astype(np.float64), keyword_scores)
         extra_weights = s.title_weight + s.quantity_weight + max(s.region_weight, s.top_level_weight)
         if extra_weights:
             fused = (fused + self._evidence_array(query, tokens, candidates)) / (1.0 + extra_weights)
