@@ -204,7 +204,7 @@ class Answerer:
         standalone, notes = self.standalone_question(question, turns)
         asked_before = [text for role, text in turns if role == "user"]
         carried = self._earlier_hits(asked_before, filters) if standalone != question else []
-        aspect = inherited_aspect(question, asked_before[-1]) if asked_before and standalone != question else None
+        aspect = inherited_aspect(question, asked_before) if standalone != question else None
         alone = self._read_as(question, standalone, notes, filters, context, carried, aspect)
         if standalone != question or not asked_before or alone.answered or alone.outside:
             return alone
@@ -221,15 +221,13 @@ class Answerer:
         subject = self._earlier_subject(asked_before)
         return self.searcher.search(self.reader.analyse(subject), k=EARLIER_DOCUMENTS, filters=filters) if subject else []
 
-    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str, carried: list[Hit] = (), aspect: tuple[str, ...] | None = None) -> Reading:
+    def _read_as(self, question: str, standalone: str, notes: list[str], filters: Filters | None, context: str, carried: Sequence[Hit] = (), aspect: tuple[str, ...] | None = None) -> Reading:
         # A follow-up's own kind of answer ("那要多久" asks for a duration) wins over the earlier question's.
         query = self.reader.analyse(standalone, kind_from=question, aspect=aspect)
         ranking = self.retrieve(query, filters, context, carried)
         hits = self.searcher.by_verdict(ranking)
         usable = [hit for hit in hits if applies_to(hit.article, list(query.named_places))]
-        quotes = self.aspect_first(query, self.quotes_of(ranking, usable[: self.settings.answer_clauses]), carried)
-        if carried and query.named_places:
-            quotes = self.own_place_first(query, quotes)
+        quotes = self.follow_up_order(query, self.quotes_of(ranking, usable[: self.settings.answer_clauses]), carried)
         outside = self.scope.outside(query, hits)
         return Reading(
             question,
@@ -258,32 +256,30 @@ class Answerer:
             quotes.sort(key=lambda q: -q.score)  # stable: ties keep the order they were read in
         return quotes
 
-    def aspect_first(self, query: Query, quotes: list[Quote], carried: list[Hit]) -> list[Quote]:
-        """An elliptic follow-up (那投诉的呢？) asks the question before about what it names: of the
-        sentences that answer, those naming it in their own words lead, first those of the clauses
-        that answered the question before (咨询类…2个工作日, 投诉…5个工作日内办结反馈), then any
-        other (another plan's 2个工作日内退回投诉, whose title alone says 投诉, comes after)."""
-        if not query.aspect:
+    def follow_up_order(self, query: Query, quotes: list[Quote], carried: Sequence[Hit]) -> list[Quote]:
+        """The sentences that answer a follow-up (``carried``: the clauses that answered the turn
+        before), in the order it asks for them; best first otherwise.
+
+        An elliptic follow-up (那投诉的呢？) asks the question before about what it names: sentences
+        naming it in their own words lead, first those of the earlier clauses (咨询类…2个工作日,
+        投诉…5个工作日内办结反馈), then any other (another plan's 2个工作日内退回投诉, whose title alone
+        says 投诉). One that moves to a place (那泾源县呢？ after the region's 生活污水治理率) asks for that
+        place's own rule: its own documents' sentences lead (泾源县's 34%) over the wider region's (40%),
+        which applies there too."""
+        if not carried:
             return quotes
         earlier = {hit.article.id for hit in carried}
 
-        def tier(quote: Quote) -> int:
-            if quote.score < self.threshold or not self.reader.names_aspect(query, quote):
-                return 2
-            return 0 if quote.hit.article.id in earlier else 1
-
-        return sorted(quotes, key=tier)  # stable: best first within a tier
-
-    def own_place_first(self, query: Query, quotes: list[Quote]) -> list[Quote]:
-        """A follow-up that moves to a place (那泾源县呢？ after the region's 生活污水治理率) asks for that
-        place's own rule: of the sentences that answer, those of its own documents lead (泾源县's
-        34%), then the wider region's (40%), which applies there too unless it says otherwise."""
-        def elsewhere(quote: Quote) -> bool:
+        def order(quote: Quote) -> tuple[bool, bool, bool]:
+            answers = quote.score >= self.threshold
             doc = quote.hit.article.document
-            own = doc is not None and any(place in (doc.region or "") for place in query.named_places)
-            return quote.score < self.threshold or not own
+            own_place = not query.named_places or (doc is not None and any(p in (doc.region or "") for p in query.named_places))
+            naming = not query.aspect or self.reader.names_aspect(query, quote)
+            # the earlier clauses first only for what an elliptic follow-up names (another aspect of
+            # the same clause); a follow-up asking for something else (要带什么材料？) is ranked as asked
+            return (not (answers and naming), not own_place, bool(query.aspect) and quote.hit.article.id not in earlier)
 
-        return sorted(quotes, key=elsewhere)  # stable
+        return sorted(quotes, key=order)  # stable: best first within each
 
     def support(self, quotes: list[Quote], hits: list[Hit], score=lambda q: q.score) -> float:
         """How well the clauses an answer always quotes (the first ``cited_top_clauses`` of the
@@ -391,7 +387,7 @@ class Answerer:
                 subject = subject.replace(earlier_place, "")
         return f"{subject} {question}"[-self.settings.max_question_chars :]
 
-    def retrieve(self, query: Query, filters: Filters | None, context: str, carried: list[Hit] = ()) -> Ranking:
+    def retrieve(self, query: Query, filters: Filters | None, context: str, carried: Sequence[Hit] = ()) -> Ranking:
         """Hits for the question, reranked for the kind of answer wanted, ``carried`` clauses among
         those read. A host page's context (the policy it shows) is preferred when it names a
         document whose clauses answer the question; otherwise the whole corpus answers."""

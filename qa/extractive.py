@@ -140,10 +140,17 @@ class QuestionContent:
 
 
 
-def _mostly_in(pairs: frozenset[str], units) -> bool:
-    """Whether a word's character pairs are in ``units``: all of a two-character word's one, at
-    least half of a longer word's."""
-    return pairs <= units if len(pairs) < 2 else 2 * len(pairs & units) >= len(pairs)
+# How far apart the characters of a word said whole may be written in a clause (县(区)人民政府).
+APART_CHARS = 6
+
+
+def written_apart(word: str, text: str) -> bool:
+    """Whether the characters of ``word`` (three or more) appear in ``text`` in order, a few apart:
+    市县政府's 县政府 in 市、县（区）人民政府, not in 自治区人民政府. Both normalised."""
+    if len(word) < 3:
+        return False
+    return re.search(f".{{0,{APART_CHARS}}}?".join(map(re.escape, word)), text) is not None
+
 
 class ClauseReader:
     """Scores sentences of retrieved clauses against a question. Built once per index: the bigram
@@ -263,22 +270,28 @@ class ClauseReader:
     def names_aspect(self, query: Query, quote: "Quote") -> bool:
         """Whether the sentence itself, not only its clause's title and headings, holds a word of
         what an elliptic follow-up names (``Query.aspect``)."""
-        return bool(query.aspect) and self.focus_share(query, self.clause(quote.hit.article).units_of(quote.sentence), query.aspect) > 0
+        units = self.clause(quote.hit.article).units_of(quote.sentence)
+        return bool(query.aspect) and self.focus_share(query, units, query.aspect, text=quote.sentence) > 0
 
-    def focus_share(self, query: Query, units: set[str] | frozenset[str], words: tuple[str, ...] | None = None) -> float:
+    def context_text(self, article: Article) -> str:
+        """A clause's document title and heading path, the text its context units come from."""
+        return f"{article.document.title if article.document else ''} {' '.join(article.path)}"
+
+    def focus_share(self, query: Query, units: set[str] | frozenset[str], words: tuple[str, ...] | None = None, text: str = "") -> float:
         """Weighted share of the question's focus words (``Query.focus``: what the kind of answer is
-        asked about; or ``words``) found whole in ``units``; 1.0 when the question has none."""
-        words = [frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w)) for w in (query.focus if words is None else words)]
+        asked about; or ``words``) found whole in ``units``; 1.0 when the question has none. With
+        ``text`` (where an elliptic follow-up's aspect is looked for: it is said the way people say
+        it, 市县政府), a word written apart there counts too (:func:`written_apart`)."""
+        asked = query.focus if words is None else words
+        pairs = [(w, frozenset(self.units(w) - ASKING_BIGRAMS) or frozenset(self.units(w))) for w in asked]
         # a word the corpus never uses (县里, 报完) cannot be asked of its sentences
-        words = [units for units in words if units and all(u in self._document_frequency for u in units)]
-        weights = [max((self._weight(u) for u in units_of), default=0.0) for units_of in words]
+        pairs = [(w, u) for w, u in pairs if u and all(x in self._document_frequency for x in u)]
+        weights = [max(self._weight(x) for x in u) for _, u in pairs]
         total = math.fsum(weights)
         if not total:
             return 1.0
-        # what an elliptic follow-up names is one or two words said the way people say them (市县政府),
-        # which a clause may write apart (市、县（区）人民政府): most of their character pairs count
-        found = _mostly_in if query.aspect else frozenset.issubset
-        return math.fsum(w for u, w in zip(words, weights) if found(u, units)) / total
+        normal = normalise(text) if text else ""
+        return math.fsum(weight for (w, u), weight in zip(pairs, weights) if u <= units or (normal and written_apart(normalise(w), normal))) / total
 
     def quotes(self, query: Query | str, hits: list[Hit], kind: AnswerKind | None = None) -> list[Quote]:
         """Every sentence of the hits with its support, best first (ties go to the answering
@@ -309,7 +322,8 @@ class ClauseReader:
                 if kind is not None:
                     # an amount or a deadline in a sentence about none of what is asked about (30cm
                     # for 补贴补多少) is another matter's, not the answer
-                    if self.focus_share(query, units | clause.context) > 0.0:
+                    where = f"{sentence} {self.context_text(hit.article)}" if query.aspect else ""
+                    if self.focus_share(query, units | clause.context, text=where) > 0.0:
                         lead = self._lead(sentence, kind, weights, named)
                     if not lead:
                         support *= self.settings.missing_kind_factor

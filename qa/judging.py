@@ -194,7 +194,7 @@ def _about_aspect(query: Query, quote: Quote, reader: ClauseReader) -> bool:
     (红色 in the heading 红色预警 counts; a word the corpus never uses is not asked of it)."""
     clause = reader.clause(quote.hit.article)
     units = clause.units_of(quote.sentence) | clause.context
-    return reader.focus_share(query, units, query.aspect) > 0
+    return reader.focus_share(query, units, query.aspect, text=f"{quote.sentence} {reader.context_text(quote.hit.article)}") > 0
 
 
 def _heading_line(quote: Quote) -> bool:

@@ -266,13 +266,20 @@ def elliptic_aspect(own: str) -> tuple[str, ...]:
     return tuple(w for w in content_words(own) if w not in places)[:FOCUS_WORDS_EACH_SIDE]
 
 
-def inherited_aspect(question: str, before: str) -> tuple[str, ...] | None:
-    """The aspect of an elliptic follow-up that names only a place (那泾源县呢？ after 生活污水治理率呢？):
-    it asks what the turn before asked, there; None when the question names something of its own."""
+def inherited_aspect(question: str, asked_before: list[str]) -> tuple[str, ...] | None:
+    """The aspect of an elliptic follow-up that names only a place (那泾源县呢？ after 生活污水治理率呢？,
+    or after 那惠农区呢？ after it): what the latest elliptic turn before it named, back to the last
+    question asked in full; None when the question names something of its own or nothing is found."""
     own = normalise(question)
     if not ELLIPTIC.match(own) or elliptic_aspect(own) or not place_words(own):
         return None
-    return elliptic_aspect(normalise(before)) or None
+    for earlier in reversed(asked_before):
+        earlier = normalise(earlier)
+        if not ELLIPTIC.match(earlier):
+            return None  # a question asked in full: its own words carry what it asks
+        if aspect := elliptic_aspect(earlier):
+            return aspect
+    return None
 
 
 def _focus(normalised: str, kind_text: str, kind: AnswerKind | None, aspect: tuple[str, ...]) -> tuple[str, ...]:

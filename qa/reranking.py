@@ -14,6 +14,7 @@ and nothing is reordered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from qa.config import Settings
@@ -73,7 +74,7 @@ class RerankedSearcher:
         by answers alone."""
         return self.rank(query, k, filters, kind, judged=False).hits
 
-    def rank(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None, judged: bool = True, carried: list[Hit] = ()) -> Ranking:
+    def rank(self, query: Query | str, k: int | None = None, filters=None, kind: AnswerKind | None = None, judged: bool = True, carried: Sequence[Hit] = ()) -> Ranking:
         """:meth:`search` with the sentences of the head handed on, judged unless ``judged`` is False.
         ``carried``: clauses read and judged whatever their retrieval rank (those that answered the
         question a follow-up leans on)."""
@@ -90,7 +91,7 @@ class RerankedSearcher:
         """The inner searcher's hits for ``query``: ``k``, and at least the ``rerank_clauses`` read."""
         return self.inner.search(query, k=max(k, self.settings.rerank_clauses), filters=filters)
 
-    def carry(self, hits: list[Hit], carried: list[Hit]) -> list[Hit]:
+    def carry(self, hits: list[Hit], carried: Sequence[Hit]) -> list[Hit]:
         """``hits`` with the ``carried`` clauses the head lacks put at its end (scored as its last),
         pushing retrieval's last ones of the head below it. "那投诉的呢？" after a question on
         咨询类工单's reply time asks the same clause about 投诉 (第二十一条's 5 days), which the words

@@ -65,6 +65,8 @@ ARTICLE_REF = re.compile(
     r"|(?<![\d.])(\d{1,2}(?:\.\d{1,2}){1,3})(?![\d.])"
 )
 DOC_ANCHOR = re.compile(r"《([^》]{2,60})》")
+
+
 def fuse_scores(settings: Settings, dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
     """Both backends' fusion (FAISS here, Milvus in qa/milvus_store.py): the weighted sum of the
     dense cosine, min-max normalised over the candidates, and the BM25 score normalised by the

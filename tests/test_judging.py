@@ -159,3 +159,13 @@ def test_training_on_a_small_set_writes_a_judge_with_held_out_figures(settings, 
     again = Judge.load(tmp_path / "judge.json")
     assert again is not None and again.threshold == pytest.approx(judge.threshold)
     assert again.about["held_out"]["all"]["n"] == len(lines)
+
+
+def test_a_word_said_whole_is_found_written_apart_only_with_its_characters_in_order_and_close():
+    from qa.extractive import written_apart
+
+    assert written_apart("县政府", "市、县(区)人民政府及其有关部门")
+    assert not written_apart("县政府", "自治区人民政府")  # no 县
+    assert not written_apart("生活污水", "生活垃圾处理率")
+    assert not written_apart("县政府", "县里的事由市人民代表大会和政府")  # too far apart
+    assert not written_apart("投诉", "投资的诉求")  # two characters: whole words only

@@ -458,3 +458,15 @@ def test_a_question_in_other_words_than_the_clause_is_expanded_for_keyword_searc
     tokens = small_searcher.query_tokens("多久能回复")
     assert "回复" in tokens and "答复" in tokens and "反馈" in tokens
     assert small_searcher.query_tokens("防火戒严期") == tokenize("防火戒严期")
+
+
+def test_both_backends_fuse_scores_as_a_weighted_sum_of_normalised_cosine_and_relative_bm25(settings):
+    from dataclasses import replace
+
+    from qa.retrieval import fuse_scores
+
+    weighted = replace(settings, dense_weight=1.0, keyword_weight=0.5)
+    fused = fuse_scores(weighted, np.array([0.80, 0.90, 0.85]), np.array([1.0, 0.0, 0.5]))
+    # the cosines become 0, 1, 0.5 over the candidates; then (1 x cosine + 0.5 x bm25) / 1.5
+    assert np.allclose(fused, [0.5 / 1.5, 1.0 / 1.5, 0.75 / 1.5])
+    assert np.allclose(fuse_scores(weighted, np.array([0.7, 0.7]), np.array([0.0, 1.0])), [0.0, 0.5 / 1.5])  # equal cosines

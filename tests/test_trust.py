@@ -206,9 +206,12 @@ def test_a_follow_up_naming_only_a_place_asks_what_the_turn_before_asked_and_tha
 def test_an_inherited_aspect_is_only_for_a_follow_up_that_names_nothing_but_a_place():
     from qa.query import inherited_aspect
 
-    assert inherited_aspect("那泾源县呢？", "生活污水治理率呢？") == ("生活", "污水")
-    assert inherited_aspect("那投诉的呢？", "生活污水治理率呢？") is None  # names its own aspect
-    assert inherited_aspect("泾源县的公租房怎么申请？", "生活污水治理率呢？") is None  # not elliptic
+    first, sewage = "农村卫生厕所普及率要达到多少？", "生活污水治理率呢？"
+    assert inherited_aspect("那泾源县呢？", [first, sewage]) == ("生活", "污水")
+    assert inherited_aspect("那隆德县呢？", [first, sewage, "那泾源县呢？"]) == ("生活", "污水")  # back along the chain
+    assert inherited_aspect("那泾源县呢？", [sewage, "农村卫生厕所普及率要达到多少？"]) is None  # stops at a full question
+    assert inherited_aspect("那投诉的呢？", [first, sewage]) is None  # names its own aspect
+    assert inherited_aspect("泾源县的公租房怎么申请？", [first, sewage]) is None  # not elliptic
 
 
 def test_a_table_rows_answer_is_quoted_with_the_case_it_is_for(answerer):
