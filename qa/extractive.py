@@ -139,7 +139,6 @@ class QuestionContent:
         return 1.0 - math.fsum(missing) / total, max(missing, default=0.0), len(missing)
 
 
-
 # How far apart the characters of a word said whole may be written in a clause (县(区)人民政府).
 APART_CHARS = 6
 
@@ -306,6 +305,8 @@ class ClauseReader:
         found = []
         for rank, hit in enumerate(hits):
             clause = self.clause(hit.article)
+            # where what an elliptic follow-up names is looked for, written apart too (focus_share)
+            context_text = self.context_text(hit.article) if query.aspect else ""
             for sentence, units in clause.sentences:
                 own = weights.keys() & units
                 if len(own) < self.settings.min_shared_bigrams:
@@ -322,7 +323,7 @@ class ClauseReader:
                 if kind is not None:
                     # an amount or a deadline in a sentence about none of what is asked about (30cm
                     # for 补贴补多少) is another matter's, not the answer
-                    where = f"{sentence} {self.context_text(hit.article)}" if query.aspect else ""
+                    where = f"{sentence} {context_text}" if query.aspect else ""
                     if self.focus_share(query, units | clause.context, text=where) > 0.0:
                         lead = self._lead(sentence, kind, weights, named)
                     if not lead:

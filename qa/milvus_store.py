@@ -13,8 +13,9 @@ the alias ``milvus_collection`` at it (an atomic switch, like ``CURRENT`` for FA
 dropping the old one, so a searcher never reads a half-built collection or vectors of another model.
 
 Ranking: the dense and BM25 candidates are fused by the FAISS backend's own base fusion
-(``qa.retrieval.fuse_scores``: a weighted sum of normalised scores, ``dense_weight``, ``keyword_weight``). The FAISS backend's
-sentence-window vectors, direct article lookup and document evidence are not (yet) mirrored here.
+(``qa.retrieval.fuse_scores``: a weighted sum of normalised scores, ``dense_weight``,
+``keyword_weight``). The FAISS backend's sentence-window vectors, direct article lookup and
+document evidence are not (yet) mirrored here.
 """
 
 from __future__ import annotations
@@ -273,9 +274,10 @@ class MilvusSearcher:
             key: c.dense if c.dense is not None else float(np.dot(np.asarray(c.vector, dtype=np.float32), vector))
             for key, c in candidates.items()
         }
-        keys = list(dense_scores)
-        keyword = np.array([candidates[key].keyword if key in candidates else 0.0 for key in keys], dtype=np.float64)
-        fused = dict(zip(keys, fuse_scores(self.settings, np.array([dense_scores[key] for key in keys], dtype=np.float64), keyword).tolist()))
+        keys = list(candidates)
+        dense = np.array([dense_scores[key] for key in keys], dtype=np.float64)
+        keyword = np.array([candidates[key].keyword for key in keys], dtype=np.float64)
+        fused = dict(zip(keys, fuse_scores(self.settings, dense, keyword).tolist()))
         ranked = sorted(fused, key=lambda key: -fused[key])[:k]
         articles = self._articles(ranked)
         return [
