@@ -23,6 +23,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from qa.articles import sentences
 from qa.config import Settings
 from qa.extractive import Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, completed_sentences, make_llm, renumber
@@ -97,6 +98,31 @@ def conversation(history: Sequence) -> list[tuple[str, str]]:
         if role in ("user", "assistant") and text:
             turns.append((role, text))
     return turns
+
+
+# A sentence ending in a colon announces what follows (不予受理的范围：), and says nothing alone: it
+# is quoted with the items after it in its clause, up to these many characters.
+LIST_ITEMS_CHARS = 240
+ANNOUNCES_ITEMS = re.compile(r"[：:]\s*$")
+
+
+def with_items(quote: Quote) -> str:
+    """The quote's sentence, and when it announces a list the clause's next sentences (verbatim,
+    as far as LIST_ITEMS_CHARS)."""
+    if not ANNOUNCES_ITEMS.search(quote.sentence):
+        return quote.sentence
+    following = sentences(quote.hit.article.text)
+    try:
+        start = following.index(quote.sentence) + 1
+    except ValueError:
+        return quote.sentence
+    text = quote.sentence
+    for item in following[start:]:
+        if len(text) + len(item) > len(quote.sentence) + LIST_ITEMS_CHARS:
+            text += "……"
+            break
+        text += item
+    return text
 
 
 @dataclass
@@ -455,7 +481,7 @@ class Answerer:
             lines.append(f"{best.lead}。[{numbers[best.hit.article.id]}]")
         lines.append("依据的条款原文：" if best.lead else "根据相关规定：")
         for quote in chosen:
-            lines.append(f"{quote.hit.article.label}：“{quote.sentence}”[{numbers[quote.hit.article.id]}]")
+            lines.append(f"{quote.hit.article.label}：“{with_items(quote)}”[{numbers[quote.hit.article.id]}]")
         lines.append(HOTLINE)
         cited = {}
         for quote in chosen:

@@ -40,7 +40,7 @@ ANSWER_KINDS = (
     AnswerKind(
         "money",
         # a fee asked about (物业费每平米收多少, 多少…资金) or whether one is charged (要收费吗, 要钱吗)
-        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
+        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
         re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
     ),
     AnswerKind(
@@ -73,7 +73,8 @@ ANSWER_KINDS = (
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),
     # a street address, or the e-mail address a 邮箱地址 question wants
     AnswerKind("address", re.compile(r"地址|邮箱"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于|[\w.-]+@[\w-]+\.[\w.]+")),
-    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门")),
+    # 去哪儿申请 is often answered by whom to apply to (向区自然资源局提出申请)
+    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门|向[^，。；]{1,20}(局|委员会|街道|乡镇|社区|村委会|委)[^，。；]{0,8}(申请|提出|提交|报送|报名|办理)")),
 )
 
 
@@ -88,9 +89,12 @@ MEASURE_GROUPS = (
     "辆|台|套",
     "间|栋|层",
     "亩|公顷",
-    "平方米|平米|㎡",
-    "立方米|方",
-    "公里|千米|米",
+    # the symbols too, as tables and checklists write them (软管长度不超过2.0m answers 多少米);
+    # the text is NFKC-normalised, which writes ㎡ as m2
+    "平方米|平米|㎡|m2|m²",
+    "立方米|方|m3|m³",
+    "公里|千米|米|km|m|厘米|cm|毫米|mm",
+    "公斤|千克|kg",
     "岁|周岁",
     "分",
     "倍",

@@ -240,6 +240,8 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
         ("归哪个部门管", "who"),
         ("设在哪里", "where"),
         ("怎样申请", None),
+        ("担保费率能降到多少", "count"),  # a rate, not an amount of money
+        ("物业费每平米收多少", "money"),
     ],
 )
 def test_kind_of_answer_asked(question, kind):
@@ -273,11 +275,44 @@ def test_kind_of_answer_asked(question, kind):
         ("basis", "按当年最低工资标准的2倍计算", True),
         ("basis", "按规定给予就业创业服务补助", False),
         ("basis", "城镇新增就业3600人以上", False),
+        ("where", "企业自主选择其中一种方式向区自然资源局提出“绿票”申请", True),
+        ("where", "区自然资源局负责造林验收", False),
     ],
 )
 def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
     found_by = next(k.found_by for k in ANSWER_KINDS if k.name == kind)
     assert bool(found_by.search(sentence)) == answers
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "answers"),
+    [
+        ("燃气灶连接软管最长不能超过多少米", "软管长度不超过2.0m，且不应有接头", True),
+        ("燃气灶连接软管最长不能超过多少米", "软管长度不超过2.0km", True),
+        ("燃气灶连接软管最长不能超过多少米", "软管使用不超过2年", False),
+        ("户型面积不超过多少平方米", "以建筑面积不超过70㎡的小户型为主", True),
+        ("每人每月发多少公斤", "每人每月15kg", True),
+    ],
+)
+def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers):
+    from qa.keywords import normalise
+
+    kind = asked_kind(question)
+    assert kind.name == "count" and bool(kind.found_by.search(normalise(sentence))) == answers
+
+
+def test_a_sentence_announcing_a_list_is_quoted_with_its_items(answerer):
+    from qa.answering import LIST_ITEMS_CHARS, with_items
+    from qa.extractive import Quote
+    from qa.models import Hit
+
+    items = "\n".join(f"（{n}）第{n}类不予受理的投诉事项；" for n in range(1, 30))
+    article = Article(id="x", doc_id="d", label="（七）", path=["（七）"], text=f"（七）不予受理的范围：\n{items}", start=0, end=0)
+    announced = with_items(Quote(Hit(article, 1.0), "（七）不予受理的范围：", 0.5))
+    assert announced.startswith("（七）不予受理的范围：（1）第1类不予受理的投诉事项；（2）")
+    assert announced.endswith("……") and len(announced) <= len("（七）不予受理的范围：") + LIST_ITEMS_CHARS + 2
+    plain = Quote(Hit(article, 1.0), "（1）第1类不予受理的投诉事项；", 0.5)
+    assert with_items(plain) == plain.sentence
 
 
 def test_places_named_and_where_a_document_applies():
