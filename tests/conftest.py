@@ -3,6 +3,7 @@
 data/ (the seed index is a copy of the tests' own; a check at the end of the session fails the run
 if either changed)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -44,6 +45,35 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+SEED_FIXTURE = "settings"
+
+
+def pytest_collection_modifyitems(config, items):
+    """With two workers, the first file that needs the seed index builds it (8-9 minutes of
+    embedding on the 2-core CI machine) while the other worker, had it started on such a file
+    too, would wait on the build's lock. So one file that needs it goes first, then every file
+    that does not, then the others: xdist (``--dist loadfile --no-loadscope-reorder``, pytest.ini)
+    hands each worker one file from the front and the next as it runs out, so the second worker
+    works through the files that need no seed index while the first builds it."""
+    by_file: dict[str, list] = {}
+    for item in items:
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    needs_seed = {name: any(SEED_FIXTURE in getattr(i, "fixturenames", ()) for i in found) for name, found in by_file.items()}
+    seeded = [name for name in by_file if needs_seed[name]]
+    order = seeded[:1] + [name for name in by_file if not needs_seed[name]] + seeded[1:]
+    items[:] = [item for name in order for item in by_file[name]]
+
+
+def _seed_build_threads() -> contextlib.AbstractContextManager:
+    """One encoder thread for the seed build when another worker runs beside it (two threads on
+    two cores embed only 1.36x as fast as one, and would take the core the other worker uses)."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) < 2:
+        return contextlib.nullcontext()
+    from fixtures_index import single_torch_thread
+
+    return single_torch_thread()
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
     """The bundled corpus with an index of the tests' own, built once per run: a copy of the
@@ -62,7 +92,8 @@ def settings(tmp_path_factory):
     with build_lock(seeded):
         if not (index_dir / "CURRENT").exists() and (REPOSITORY.index_dir / "CURRENT").exists():
             shutil.copytree(REPOSITORY.index_dir, index_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".build.lock", ".*.partial"))
-        build_index(seeded, progress=False)  # re-enters the lock this thread holds
+        with _seed_build_threads():
+            build_index(seeded, progress=False)  # re-enters the lock this thread holds
     return seeded
 
 
