@@ -100,29 +100,34 @@ def conversation(history: Sequence) -> list[tuple[str, str]]:
     return turns
 
 
-# A sentence ending in a colon announces what follows (不予受理的范围：), and says nothing alone: it
-# is quoted with the items after it in its clause, up to these many characters.
+# A sentence ending in a colon announces what follows (不予受理的范围：) and says nothing alone: it
+# is quoted with the items after it in its clause, up to these many characters. An item of such a
+# list is quoted after the sentence announcing it: "（七）匿名投诉；" alone reads as if anonymous
+# complaints were taken, when the list is of those that are not.
 LIST_ITEMS_CHARS = 240
+ITEM_INTRO_REACH = 12  # sentences back from an item to the one announcing its list
 ANNOUNCES_ITEMS = re.compile(r"[：:]\s*$")
 
 
-def with_items(quote: Quote) -> str:
-    """The quote's sentence, and when it announces a list the clause's next sentences (verbatim,
-    as far as LIST_ITEMS_CHARS)."""
-    if not ANNOUNCES_ITEMS.search(quote.sentence):
-        return quote.sentence
-    following = sentences(quote.hit.article.text)
+def in_context(quote: Quote) -> str:
+    """The quote's sentence as it is shown: verbatim, with the items it announces or the sentence
+    announcing the list it is an item of."""
+    clause = sentences(quote.hit.article.text)
     try:
-        start = following.index(quote.sentence) + 1
+        at = clause.index(quote.sentence)
     except ValueError:
         return quote.sentence
-    text = quote.sentence
-    for item in following[start:]:
-        if len(text) + len(item) > len(quote.sentence) + LIST_ITEMS_CHARS:
-            text += "……"
-            break
-        text += item
-    return text
+    if ANNOUNCES_ITEMS.search(quote.sentence):
+        text = quote.sentence
+        for item in clause[at + 1 :]:
+            if len(text) + len(item) > len(quote.sentence) + LIST_ITEMS_CHARS:
+                return text + "……"
+            text += item
+        return text
+    for back in range(at - 1, max(-1, at - 1 - ITEM_INTRO_REACH), -1):
+        if ANNOUNCES_ITEMS.search(clause[back]):
+            return clause[back] + ("……" if back < at - 1 else "") + quote.sentence
+    return quote.sentence
 
 
 @dataclass
@@ -481,7 +486,7 @@ class Answerer:
             lines.append(f"{best.lead}。[{numbers[best.hit.article.id]}]")
         lines.append("依据的条款原文：" if best.lead else "根据相关规定：")
         for quote in chosen:
-            lines.append(f"{quote.hit.article.label}：“{with_items(quote)}”[{numbers[quote.hit.article.id]}]")
+            lines.append(f"{quote.hit.article.label}：“{in_context(quote)}”[{numbers[quote.hit.article.id]}]")
         lines.append(HOTLINE)
         cited = {}
         for quote in chosen:

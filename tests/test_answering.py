@@ -301,18 +301,21 @@ def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers
     assert kind.name == "count" and bool(kind.found_by.search(normalise(sentence))) == answers
 
 
-def test_a_sentence_announcing_a_list_is_quoted_with_its_items(answerer):
-    from qa.answering import LIST_ITEMS_CHARS, with_items
+def test_a_list_is_quoted_with_its_items_and_an_item_with_its_list(answerer):
+    from qa.answering import LIST_ITEMS_CHARS, in_context
     from qa.extractive import Quote
     from qa.models import Hit
 
     items = "\n".join(f"（{n}）第{n}类不予受理的投诉事项；" for n in range(1, 30))
     article = Article(id="x", doc_id="d", label="（七）", path=["（七）"], text=f"（七）不予受理的范围：\n{items}", start=0, end=0)
-    announced = with_items(Quote(Hit(article, 1.0), "（七）不予受理的范围：", 0.5))
+    announced = in_context(Quote(Hit(article, 1.0), "（七）不予受理的范围：", 0.5))
     assert announced.startswith("（七）不予受理的范围：（1）第1类不予受理的投诉事项；（2）")
     assert announced.endswith("……") and len(announced) <= len("（七）不予受理的范围：") + LIST_ITEMS_CHARS + 2
-    plain = Quote(Hit(article, 1.0), "（1）第1类不予受理的投诉事项；", 0.5)
-    assert with_items(plain) == plain.sentence
+    # an item is shown after the sentence announcing its list: "not accepted" is what it says
+    assert in_context(Quote(Hit(article, 1.0), "（1）第1类不予受理的投诉事项；", 0.5)) == "（七）不予受理的范围：（1）第1类不予受理的投诉事项；"
+    assert in_context(Quote(Hit(article, 1.0), "（7）第7类不予受理的投诉事项；", 0.5)) == "（七）不予受理的范围：……（7）第7类不予受理的投诉事项；"
+    far = Quote(Hit(article, 1.0), "（20）第20类不予受理的投诉事项；", 0.5)
+    assert in_context(far) == far.sentence  # too far from any announcing sentence to tell
 
 
 def test_places_named_and_where_a_document_applies():

@@ -2,9 +2,6 @@
 that hold every gold quote and lose no character."""
 
 import re
-import unicodedata
-
-import pytest
 
 from qa.articles import is_artifact
 from qa.corpus import parse_text
