@@ -500,6 +500,7 @@ class Answerer:
         clause whose best sentence is nearly as good as the best."""
         best = quotes[0]
         chosen = {best.hit.article.id: best}
+        second = self._second_of_best_clause(quotes)
         best_of_clause = {}
         for quote in quotes:  # quotes come best first, so the first seen per clause is its best
             best_of_clause.setdefault(quote.hit.article.id, quote)
@@ -509,7 +510,21 @@ class Answerer:
         for quote in best_of_clause.values():
             if quote.score >= self.settings.quote_min_ratio * best.score:
                 chosen.setdefault(quote.hit.article.id, quote)
-        return list(chosen.values())[: self.settings.max_quotes]
+        picked = list(chosen.values())[: self.settings.max_quotes]
+        return picked[:1] + [second] + picked[1:] if second is not None else picked
+
+    def _second_of_best_clause(self, quotes: list[Quote]) -> Quote | None:
+        """For a question asking no one thing (怎么办, 有什么要求: no answering fragment leads), the
+        best clause's second sentence when it is judged nearly as well as the best: such answers
+        are often two sentences of one clause."""
+        best = quotes[0]
+        if best.lead:
+            return None
+        for quote in quotes[1:]:
+            if quote.hit.article.id == best.hit.article.id:
+                good = quote.score >= self.settings.quote_min_ratio * best.score and quote.score >= self.threshold
+                return quote if good and quote.sentence != best.sentence else None
+        return None
 
     def generated_answer(self, base: Answer, hits: list[Hit], quotes: list[Quote], query: Query | None = None) -> Iterator[Answer]:
         """The LLM's answer, shown only as far as it has been checked: each time a sentence is

@@ -328,3 +328,23 @@ def test_places_named_and_where_a_document_applies():
     assert not applies_to(district_clause, ["银川市"])
     assert applies_to(district_clause, ["大武口区"])
     assert applies_to(district_clause, [])
+
+
+def test_a_question_asking_no_one_thing_is_answered_by_two_sentences_of_the_best_clause(answerer):
+    from qa.extractive import Quote
+    from qa.models import Hit
+
+    clause = Article(id="c1", doc_id="d", label="（五）", path=["（五）"], text="甲。乙。丙。", start=0, end=0)
+    other = Article(id="c2", doc_id="d", label="（六）", path=["（六）"], text="丁。", start=0, end=0)
+    threshold = answerer.threshold
+
+    def quote(article, sentence, verdict, lead="", rank=0):
+        return Quote(Hit(article, 1.0), sentence, 0.5, lead=lead, rank=rank, verdict=verdict)
+
+    close = [quote(clause, "甲。", 0.9), quote(other, "丁。", 0.8, rank=1), quote(clause, "乙。", 0.85), quote(clause, "丙。", 0.84)]
+    assert [q.sentence for q in answerer._choose_quotes(close)] == ["甲。", "乙。", "丁。"]
+    far = [quote(clause, "甲。", 0.9), quote(other, "丁。", 0.8, rank=1), quote(clause, "乙。", max(threshold, 0.9 * 0.5))]
+    assert [q.sentence for q in answerer._choose_quotes(far)] == ["甲。", "丁。"]
+    # an answer with a direct answer leads with it and quotes one sentence per clause
+    led = [quote(clause, "甲。", 0.9, lead="甲"), quote(other, "丁。", 0.8, rank=1), quote(clause, "乙。", 0.85)]
+    assert [q.sentence for q in answerer._choose_quotes(led)] == ["甲。", "丁。"]
