@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from qa.articles import sentences
 from qa.config import Settings
-from qa.extractive import Quote, applies_to
+from qa.extractive import LIST_LABEL, Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, completed_sentences, make_llm, renumber
 from qa.models import Answer, Citation, Hit, Query
 from qa.query import ELLIPTIC, inherited_aspect
@@ -107,26 +107,37 @@ def conversation(history: Sequence) -> list[tuple[str, str]]:
 LIST_ITEMS_CHARS = 240
 ITEM_INTRO_REACH = 12  # sentences back from an item to the one announcing its list
 ANNOUNCES_ITEMS = re.compile(r"[：:]\s*$")
+CIRCLED_ITEM = re.compile(r"^\s*[①-⑳]")
+
+
+def is_item(sentence: str) -> bool:
+    """Whether a sentence opens with an item's label: （一） 1. 一、 ① …"""
+    return bool(LIST_LABEL.match(sentence) or CIRCLED_ITEM.match(sentence))
 
 
 def in_context(quote: Quote) -> str:
     """The quote's sentence as it is shown: verbatim, with the items it announces or the sentence
-    announcing the list it is an item of."""
+    announcing the list it is an item of. A sentence its clause holds twice (③性质为自用; under
+    two levels) is shown alone: which copy was meant is not known."""
     clause = sentences(quote.hit.article.text)
-    try:
-        at = clause.index(quote.sentence)
-    except ValueError:
+    if clause.count(quote.sentence) != 1:
         return quote.sentence
+    at = clause.index(quote.sentence)
     if ANNOUNCES_ITEMS.search(quote.sentence):
         text = quote.sentence
-        for item in clause[at + 1 :]:
-            if len(text) + len(item) > len(quote.sentence) + LIST_ITEMS_CHARS:
+        for n, item in enumerate(clause[at + 1 :]):
+            if n and len(text) + len(item) > len(quote.sentence) + LIST_ITEMS_CHARS:
                 return text + "……"
             text += item
         return text
+    if not is_item(quote.sentence):
+        return quote.sentence  # not an item: the addressee line of a notice ends in a colon too
     for back in range(at - 1, max(-1, at - 1 - ITEM_INTRO_REACH), -1):
-        if ANNOUNCES_ITEMS.search(clause[back]):
-            return clause[back] + ("……" if back < at - 1 else "") + quote.sentence
+        earlier = clause[back]
+        if ANNOUNCES_ITEMS.search(earlier):
+            return earlier + ("……" if back < at - 1 else "") + quote.sentence
+        if not is_item(earlier) and earlier.rstrip().endswith("。"):
+            break  # a sentence of its own between: the item is not of a list announced above it
     return quote.sentence
 
 
@@ -523,7 +534,9 @@ class Answerer:
         for quote in quotes[1:]:
             if quote.hit.article.id == best.hit.article.id:
                 good = quote.score >= self.settings.quote_min_ratio * best.score and quote.score >= self.threshold
-                return quote if good and quote.sentence != best.sentence else None
+                # not a sentence either one is shown with already (a list's items, or its heading)
+                shown = quote.sentence in in_context(best) or best.sentence in in_context(quote)
+                return quote if good and not shown else None
         return None
 
     def generated_answer(self, base: Answer, hits: list[Hit], quotes: list[Quote], query: Query | None = None) -> Iterator[Answer]:

@@ -74,7 +74,7 @@ ANSWER_KINDS = (
     # a street address, or the e-mail address a 邮箱地址 question wants
     AnswerKind("address", re.compile(r"地址|邮箱"), re.compile(r"(路|街|巷|大道)\s*\d+\s*号|\d+\s*号(楼|院)|地址[:：为是在]|位于|[\w.-]+@[\w-]+\.[\w.]+")),
     # 去哪儿申请 is often answered by whom to apply to (向区自然资源局提出申请)
-    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门|向[^，。；]{1,20}(局|委员会|街道|乡镇|社区|村委会|委)[^，。；]{0,8}(申请|提出|提交|报送|报名|办理)")),
+    AnswerKind("where", re.compile(r"哪里|在哪|什么地方|去哪"), re.compile(r"设在|地点|场所|平台|网站|窗口|大厅|中心|办公室|政府|部门|(?<!面)向[^，。；]{1,20}(局|委员会|街道|乡镇|社区|村委会)[^，。；]{0,8}(申请|提出|提交|报送|报名|办理)")),
 )
 
 
@@ -89,8 +89,8 @@ MEASURE_GROUPS = (
     "辆|台|套",
     "间|栋|层",
     "亩|公顷",
-    # the symbols too, as tables and checklists write them (软管长度不超过2.0m answers 多少米);
-    # the text is NFKC-normalised, which writes ㎡ as m2
+    # the symbols too, as tables and checklists write them (软管长度不超过2.0m answers 多少米;
+    # _count_of keeps 574km², 30min and 50mg/L from counting as lengths)
     "平方米|平米|㎡|m2|m²",
     "立方米|方|m3|m³",
     "公里|千米|米|km|m|厘米|cm|毫米|mm",
@@ -117,7 +117,7 @@ def _count_of(measure: str) -> AnswerKind:
     group = next(g for g in MEASURE_GROUPS if measure in g.split("|"))
     base = next(kind for kind in ANSWER_KINDS if kind.name == "count")
     # 1500余人, 5万株, 3.5吨: a number, perhaps 余/多/万 after it, then the measure
-    return AnswerKind("count", base.asked_by, re.compile(rf"{NUMBER}(\.\d+)?\s*[余多]?\s*(万|亿)?\s*({group})"))
+    return AnswerKind("count", base.asked_by, re.compile(rf"{NUMBER}(\.\d+)?\s*[余多]?\s*(万|亿)?\s*({group})(?![a-z²³\d])", re.IGNORECASE))
 
 
 def counted_in(kind: AnswerKind, question: str) -> AnswerKind:

@@ -58,10 +58,16 @@ def pytest_collection_modifyitems(config, items):
     by_file: dict[str, list] = {}
     for item in items:
         by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
-    needs_seed = {name: any(SEED_FIXTURE in getattr(i, "fixturenames", ()) for i in found) for name, found in by_file.items()}
+    needs_seed = {name: any(_uses_seed(i) for i in found) for name, found in by_file.items()}
     seeded = [name for name in by_file if needs_seed[name]]
     order = seeded[:1] + [name for name in by_file if not needs_seed[name]] + seeded[1:]
     items[:] = [item for name in order for item in by_file[name]]
+
+
+def _uses_seed(item) -> bool:
+    """Whether the test uses this file's ``settings`` (a module may define its own of that name)."""
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {}).get(SEED_FIXTURE)
+    return bool(definitions) and definitions[-1].func.__module__ == __name__
 
 
 def _seed_build_threads() -> contextlib.AbstractContextManager:

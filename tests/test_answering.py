@@ -277,6 +277,7 @@ def test_kind_of_answer_asked(question, kind):
         ("basis", "城镇新增就业3600人以上", False),
         ("where", "企业自主选择其中一种方式向区自然资源局提出“绿票”申请", True),
         ("where", "区自然资源局负责造林验收", False),
+        ("where", "面向全市社区居民办理", False),
     ],
 )
 def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
@@ -292,6 +293,8 @@ def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):
         ("燃气灶连接软管最长不能超过多少米", "软管使用不超过2年", False),
         ("户型面积不超过多少平方米", "以建筑面积不超过70㎡的小户型为主", True),
         ("每人每月发多少公斤", "每人每月15kg", True),
+        ("河道有多少公里", "流域面积574km²", False),  # an area
+        ("最远距离多少米", "30min内到场", False),
     ],
 )
 def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers):
@@ -316,6 +319,21 @@ def test_a_list_is_quoted_with_its_items_and_an_item_with_its_list(answerer):
     assert in_context(Quote(Hit(article, 1.0), "（7）第7类不予受理的投诉事项；", 0.5)) == "（七）不予受理的范围：……（7）第7类不予受理的投诉事项；"
     far = Quote(Hit(article, 1.0), "（20）第20类不予受理的投诉事项；", 0.5)
     assert in_context(far) == far.sentence  # too far from any announcing sentence to tell
+
+
+def test_only_an_item_is_quoted_after_its_list_and_a_sentence_held_twice_alone(answerer):
+    from qa.answering import in_context
+    from qa.extractive import Quote
+    from qa.models import Hit
+
+    notice = Article(id="n", doc_id="d", label="通知", path=["通知"], text="各市、县（区）人民政府：\n现将《办法》印发给你们，请认真贯彻执行。", start=0, end=0)
+    line = Quote(Hit(notice, 1.0), "现将《办法》印发给你们，请认真贯彻执行。", 0.5)
+    assert in_context(line) == line.sentence  # an addressee line ends in a colon; what follows is no item of it
+    levels = Article(id="l", doc_id="d", label="（1）", path=["（1）"], text="黄色级：\n①规模以下；\n②性质为自用；\n橙色级：\n①规模以上；\n②性质为自用；", start=0, end=0)
+    twice = Quote(Hit(levels, 1.0), "②性质为自用；", 0.5)
+    assert in_context(twice) == twice.sentence
+    once = Quote(Hit(levels, 1.0), "①规模以上；", 0.5)
+    assert in_context(once) == "橙色级：①规模以上；"
 
 
 def test_places_named_and_where_a_document_applies():

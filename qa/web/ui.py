@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from qa.answering import QuestionError, plain_text
+from qa.answering import QuestionError, in_context, plain_text
 from qa.config import Settings
 from qa.retrieval import Filters
 from qa.web.guard import ADMIN_COOKIE, TOO_MANY_REQUESTS, was_rate_limited
@@ -298,7 +298,7 @@ class DeskHandlers:
         answering: dict[str, str] = {}
         for quote in ranking.quotes:
             if quote.support > 0 and quote.hit.via != "lookup":
-                answering.setdefault(quote.hit.article.id, quote.sentence)
+                answering.setdefault(quote.hit.article.id, in_context(quote))
         return render_hits(ranking.hits, query, link_base(request), answering)
 
     def browse(self, region: str):
