@@ -27,6 +27,9 @@ from qa.query import ASKING_WORDS, NAMING_NUMBER, analyse, as_query, content_wor
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 LIST_LABEL = re.compile(r"^\s*(\d{1,3}\s*[.、．](?!\d)|\d{1,3}\t|[（(]\s*[一二三四五六七八九十\d]{1,3}\s*[)）]|[一二三四五六七八九十]{1,3}、|第[一二三四五六七八九十百\d]+条)\s*")
 FRAGMENT_SPLIT = re.compile(r"(?<=[，,；;：:])")
+# What a figure leaves out, in brackets: 1个工作日办结（不含公告时间） says nothing of how long the
+# 公告 takes, so the words inside do not make the figure one about them.
+EXCLUDED = re.compile(r"[（(](?:不含|不包括|不计|除)[^）)]*[）)]")
 PROVINCE_LEVEL = re.compile(r"(省|自治区)$")
 
 
@@ -73,9 +76,9 @@ def _unspaced(text: str) -> str:
     return re.sub(r"\s+", "", normalise(text))
 
 
-def _without(text: str, numbers: tuple[str, ...]) -> str:
-    for number in numbers:
-        text = re.sub(rf"(?<!\d){number}(?!\d)", " ", text)
+def _without(text: str, named: tuple[str, ...]) -> str:
+    for words in named:
+        text = re.sub(rf"(?<!\d){re.escape(words)}(?!\d)", " ", text)
     return text
 
 
@@ -301,7 +304,11 @@ class ClauseReader:
         weights, total = content.weights, content.total
         kind = kind or query.kind
         # numbers the question names itself (12345, 110) are its topic, never its answer
-        named = tuple(sorted(set(NAMING_NUMBER.findall(query.normalised)), key=len, reverse=True))
+        named = set(NAMING_NUMBER.findall(query.normalised))
+        if kind is not None and kind.name == "papers":
+            # nor are the papers it names (在泾源办残疾人证要带啥材料 is not answered by 持残疾人证的)
+            named |= {m.group(0) for m in kind.found_by.finditer(query.normalised)}
+        named = tuple(sorted(named, key=len, reverse=True))
         found = []
         for rank, hit in enumerate(hits):
             clause = self.clause(hit.article)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.extractive import ClauseReader, Quote
+from qa.extractive import EXCLUDED, ClauseReader, Quote
 from qa.models import Query
 
 # The signals, in the order the weights file lists them. Changing this list means retraining.
@@ -230,7 +230,7 @@ def feature_rows(query: Query, quotes: list[Quote], reader: ClauseReader, cosine
         sentence_units = clause.units_of(quote.sentence)
         word_coverage, _, _ = content.word_coverage(sentence_units | clause.context)
         kind_found = float(bool(quote.lead))
-        lead_units = reader.units(quote.lead) if quote.lead else set()
+        lead_units = reader.units(EXCLUDED.sub("", quote.lead)) if quote.lead else set()
         lead_coverage = math.fsum(w for b, w in content.weights.items() if b in lead_units) / content.total if content.total else 0.0
         rows.append(
             (

@@ -25,6 +25,9 @@ PLACE_SUFFIXES = ("市", "县", "区", "旗")
 # 多少天 / 多少个工作日 ask for a duration even beside a fee (补贴多少天能到账)
 NOT_TIME = r"(?!天|个?工作日|个?月|年|周|个?小时|分钟)"
 NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
+# An amount of money opens with a digit or a numeral: 万元 alone is a unit of output (万元增加值能耗,
+# 每百元), not a sum.
+AMOUNT = r"(?:\d[\d.,]*|[一二三四五六七八九十两半][一二三四五六七八九十百千万两]*)"
 # A day of the month (10日, 5号), not a document number (〔2022〕8号).
 DAY = r"(?<![〕\d])\d{1,2}\s*[日号]|[一二三四五六七八九十]{1,3}[日号]"
 # Most specific first: a question is given the first kind it asks for, and a specific question
@@ -40,8 +43,10 @@ ANSWER_KINDS = (
     AnswerKind(
         "money",
         # a fee asked about (物业费每平米收多少, 多少…资金) or whether one is charged (要收费吗, 要钱吗)
-        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"),
-        re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
+        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"
+                   # whether a fee is charged, however it is said (要交费吗, 收不收话费, 要不要花钱)
+                   r"|(交|缴|付|收)(费|钱)[吗不]|收不收\w{0,2}费|要不要(花|交|缴|付)?(钱|费)|话费|手续费|工本费"),
+        re.compile(rf"{AMOUNT}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
     ),
     AnswerKind(
         "duration",
@@ -51,6 +56,14 @@ ANSWER_KINDS = (
         re.compile(r"多久|多长时间|(?<![这头])(?<![^提]前)(?<!^前)(?<![^\s，,。；;？?！!]那)几天|几个?工作日|多少个?工作日|几个?小时|多少个?小时|几分钟|多少分钟|多少天|多快|期限|时限|几年|多少年|有效期|几个月|多少个月"),
         # 每季度 / 每年: "多长时间开一次" asks how often, and a frequency answers it
         re.compile(rf"{NUMBER}\s*个?(小时|日|天|工作日|月|年|分钟|周)|每(个|一)?(半年|年|季度|季|月|旬|周|天|日)|立即|即时|当日|当天|限期"),
+    ),
+    # Whether a service works on a rest day (周六上班吗, 周末开不开放): a sentence naming rest days or
+    # round-the-clock service answers it. Asked before the time of day (周六几点开门): the 24-hour
+    # self-service area does not say whether the hall opens on Saturday.
+    AnswerKind(
+        "rest days",
+        re.compile(r"(周[六日末]|星期[六日天]|礼拜[六天日]|双休|节假日|休息日|假期)[^，。？?]{0,6}(上班|开|办|营业|受理|接|有人|值班)"),
+        re.compile(r"周[六日末]|星期[六日天]|礼拜[六天日]|双休|节假日|休息日|全年无休|365\s*天|7\s*[×xX*]\s*24|全天候"),
     ),
     # 几号 asks a date, but not in 几号键 / 几号楼 / 几号窗口 (a number that labels a thing)
     AnswerKind("day", re.compile(r"几号(?![键楼线窗门房车座位院])|哪天|哪一天|几日"), re.compile(rf"{DAY}|之日|即日|当日|当天|月底|月初|月末|上旬|中旬|下旬")),
@@ -67,7 +80,18 @@ ANSWER_KINDS = (
     AnswerKind(
         "basis",
         re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
-        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|准|依据)"),
+        re.compile(rf"{NUMBER}\s*倍|{AMOUNT}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|基准|准|依据)"),
+    ),
+    # What to bring or hand in (要带什么材料, 需要哪些证件): a sentence naming papers answers it; one
+    # saying 提交申请及材料 names none. Before the count and the place: 去哪办、要带什么材料 is not
+    # answered by the place alone.
+    AnswerKind(
+        "papers",
+        re.compile(r"(带|交|提交|提供|准备|需要|要|递)[^，。？?]{0,4}(哪些|什么|啥|些啥)[^，。？?]{0,3}(材料|资料|证件|证明)|(材料|资料|证件)[^，。？?]{0,3}(有哪些|是什么|有啥|要哪些)"),
+        # 出具…证明 is what a department issues, 签订合同 what parties sign: papers are brought or shown
+        re.compile(r"身份证(?!号)|户口簿|户口本|申请书|申请表|复印件|原件|免冠|执照|证书|证件|凭证|发票|证据|证照|社保卡|银行卡|存折"
+                   r"|(提供|提交|携带|持|出示|附)[^，。；]{0,12}(证明|合同)"
+                   r"|(残疾人|结婚|离婚|房产|不动产权?|准考|许可|资格|居住|毕业|学生|驾驶|行驶|出生|工作|退役)证"),
     ),
     AnswerKind("count", re.compile(r"多少|(?<!哪)几[个次项条类级家户批人种分]|多大|比例|百分之"), re.compile(rf"\d|{NUMBER}\s*[个次项条类级家户批人种分%]|%|百分之")),
     AnswerKind("who", re.compile(r"哪个部门|哪个单位|哪些部门|谁|哪家|牵头|归哪|找哪"), re.compile(r"局|委|厅|办|中心|政府|部门|单位|银行|公司|小组|牵头|负责")),

@@ -242,6 +242,14 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
         ("怎样申请", None),
         ("担保费率能降到多少", "count"),  # a rate, not an amount of money
         ("物业费每平米收多少", "money"),
+        ("去档案馆查资料要交费吗", "money"),  # whether a fee is charged, however it is said
+        ("打这个电话收不收话费", "money"),
+        ("办这个要不要花钱", "money"),
+        ("单位花钱买了几个岗位", "count"),
+        ("要带哪些材料", "papers"),
+        ("去哪办，需要啥证件", "papers"),  # not answered by the place alone
+        ("周六周日上班吗", "rest days"),
+        ("节假日能办事吗", "rest days"),
     ],
 )
 def test_kind_of_answer_asked(question, kind):
@@ -278,6 +286,15 @@ def test_kind_of_answer_asked(question, kind):
         ("where", "企业自主选择其中一种方式向区自然资源局提出“绿票”申请", True),
         ("where", "区自然资源局负责造林验收", False),
         ("where", "面向全市社区居民办理", False),
+        ("money", "耗能企业万元增加值能耗越高转换能耗指标越少", False),  # 万元 alone is a unit, no sum
+        ("money", "补助标准为每户三千元", True),
+        ("basis", "以万元增加值能耗1.66吨标煤为基准划分类别", True),
+        ("papers", "申请人需提交身份证、户口簿复印件", True),
+        ("papers", "代其向乡镇人民政府提交书面申请及材料", False),  # names no paper
+        ("papers", "户主身份证号可以为空", False),
+        ("rest days", "周末、节假日提供“延时办”“预约办”", True),
+        ("rest days", "自助服务区提供24小时“不打烊”的自助终端服务", False),  # not whether the hall opens
+        ("rest days", "提供“7×24小时”全天候人工服务", True),
     ],
 )
 def test_kind_of_answer_found_in_a_sentence(kind, sentence, answers):

@@ -120,6 +120,36 @@ def test_a_question_no_clause_states_is_related_or_none_and_asserts_nothing(answ
         assert answer.text.startswith("现有文件没有直接规定")
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "在泾源县申请住房补贴要带哪些材料？",  # no clause lists what to bring
+        "大武口区政务服务中心星期天开不开门？",  # none says whether the hall opens on a rest day
+        "一张绿票卖多少钱？",  # 万元增加值能耗 holds no sum of money
+    ],
+)
+def test_a_question_asking_for_what_no_clause_names_gets_no_answer(answerer, question):
+    answer = answerer.answer(question)
+    assert answer.refused and answer.grade in ("related", "none"), answer.text
+
+
+def test_papers_the_question_names_are_not_its_answer(answerer):
+    article = next(a for a in answerer.searcher.corpus_articles if "持证残疾人" in a.text)
+    quotes = answerer.reader.quotes(answerer.reader.analyse("办残疾人证需要带什么材料"), [Hit(article, 1.0)])
+    assert not any("残疾人证" in q.lead for q in quotes)
+
+
+def test_a_figure_says_nothing_of_what_it_leaves_out(answerer):
+    from qa.judging import FEATURES, feature_rows
+
+    article = next(a for a in answerer.searcher.corpus_articles if "不含公告时间" in a.text)
+    query = answerer.reader.analyse("简易注销的公告期是多少天")
+    quote = next(q for q in answerer.reader.quotes(query, [Hit(article, 1.0)]) if "不含公告时间" in q.sentence)
+    assert quote.lead  # a duration, of the 办结, not of the 公告
+    row = feature_rows(query, [quote], answerer.reader, answerer.searcher.cosines.of(query, [quote]))[0]
+    assert row[FEATURES.index("focus_in_lead")] < 1.0
+
+
 def test_grades_are_in_the_json_the_api_returns(answerer):
     data = answerer.answer("北京的住房公积金怎么提取").to_dict()
     assert data["grade"] == "none" and data["refused"] is True
