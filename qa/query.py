@@ -43,7 +43,7 @@ ANSWER_KINDS = (
     AnswerKind(
         "money",
         # a fee asked about (物业费每平米收多少, 多少…资金) or whether one is charged (要收费吗, 要钱吗)
-        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费吗|要钱吗|花钱吗"
+        re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费\w{{0,4}}[吗不]|要钱吗|花钱吗"
                    # whether a fee is charged, however it is said (要交费吗, 收不收话费, 要不要花钱)
                    r"|(交|缴|付|收)(费|钱)[吗不]|收不收\w{0,2}费|要不要(花|交|缴|付)?(钱|费)|话费|手续费|工本费"),
         re.compile(rf"{AMOUNT}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
@@ -128,12 +128,34 @@ MEASURE_GROUPS = (
 COUNT_MEASURE = re.compile(r"(?:多少|几)\s*(" + "|".join(sorted({m for g in MEASURE_GROUPS for m in g.split("|")}, key=len, reverse=True)) + ")")
 
 
+# A question asking for the most or the least (最多能贷多少, 最长能延几天, 至少要住几年) wants a bound:
+# 5万元以下, 不超过5个工作日, 上限15%. A figure stated as it is (新增担保贷款1.3亿元, a target for all
+# loans together) does not say what one may get at most. 最高的一级 names a level, 最低工资 and
+# 最低生活保障 are names of standards, not bounds asked for.
+MOST_ASKED = re.compile(r"最多|最高(?!的?一?级)|最长|最大|上限|封顶|至多")
+LEAST_ASKED = re.compile(r"最少|至少|最低(?!工资|生活|保障)|最短|下限")
+UPPER_BOUND = r"不超过|不得超过|不能超过|不高于|不大于|不多于|以下|以内|之内|上限|最高|最多|最长|封顶|至多|为限|控制在"
+LOWER_BOUND = r"不少于|不低于|不得低于|不短于|以上|至少|最低|最少|下限|起"
+BOUNDED_KINDS = ("money", "duration", "count")
+
+
 def asked_kind(question: str) -> AnswerKind | None:
     question = normalise(question)
     kind = next((kind for kind in ANSWER_KINDS if kind.asked_by.search(question)), None)
     if kind is not None and kind.name == "count":
-        return counted_in(kind, question)
+        kind = counted_in(kind, question)
+    if kind is not None and kind.name in BOUNDED_KINDS:
+        if MOST_ASKED.search(question):
+            return _bounded(kind, UPPER_BOUND)
+        if LEAST_ASKED.search(question):
+            return _bounded(kind, LOWER_BOUND)
     return kind
+
+
+@functools.lru_cache(maxsize=64)
+def _bounded(kind: AnswerKind, bound: str) -> AnswerKind:
+    """``kind`` found only beside a bound (in the same fragment: readers split sentences at commas)."""
+    return AnswerKind(kind.name, kind.asked_by, re.compile(rf"(?=.*?(?:{bound})).*?(?:{kind.found_by.pattern})", kind.found_by.flags | re.S))
 
 
 @functools.lru_cache(maxsize=64)

@@ -245,6 +245,7 @@ def test_conversation_accepts_messages_and_pairs_and_skips_the_rest():
         ("去档案馆查资料要交费吗", "money"),  # whether a fee is charged, however it is said
         ("打这个电话收不收话费", "money"),
         ("办这个要不要花钱", "money"),
+        ("报警器是政府免费给装吗", "money"),
         ("单位花钱买了几个岗位", "count"),
         ("要带哪些材料", "papers"),
         ("去哪办，需要啥证件", "papers"),  # not answered by the place alone
@@ -319,6 +320,23 @@ def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers
 
     kind = asked_kind(question)
     assert kind.name == "count" and bool(kind.found_by.search(normalise(sentence))) == answers
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "answers"),
+    [
+        ("创业担保贷款最多能贷多少", "力争新增担保贷款1.3亿元", False),  # a target for all loans, no bound
+        ("创业担保贷款最多能贷多少", "发放5万元以下、三年以内的小额信用贷款", True),
+        ("工单最长能延期几天", "延期时限不超过5个工作日", True),
+        ("配套用地占比最高能到多少", "比例上限由7%提高到15%", True),
+        ("至少要住满几年", "住满3年", False),
+        ("至少要住满几年", "住满3年以上", True),
+        ("启动最高的一级响应要下多大雨", "3小时内降雨量将达50毫米以上", True),  # a level, not a bound asked
+        ("最低工资标准是多少钱", "月最低工资标准为1950元", True),  # the name of a standard
+    ],
+)
+def test_the_most_or_the_least_is_answered_by_a_bound(question, sentence, answers):
+    assert bool(asked_kind(question).found_by.search(sentence)) == answers
 
 
 def test_a_list_is_quoted_with_its_items_and_an_item_with_its_list(answerer):
