@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from qa.articles import sentences
+from qa.articles import sentences_with_cases
 from qa.config import Settings
 from qa.extractive import LIST_LABEL, Quote, applies_to
 from qa.generation import GenerationError, Generator, check_citations, completed_sentences, make_llm, renumber
@@ -118,11 +118,15 @@ def is_item(sentence: str) -> bool:
 def in_context(quote: Quote) -> str:
     """The quote's sentence as it is shown: verbatim, with the items it announces or the sentence
     announcing the list it is an item of. A sentence its clause holds twice (③性质为自用; under
-    two levels) is shown alone: which copy was meant is not known."""
-    clause = sentences(quote.hit.article.text)
+    two levels) is shown alone: which copy was meant is not known. A sentence of a table row is
+    shown after the row's case: "所误时间不补" alone does not say for whom."""
+    cases = sentences_with_cases(quote.hit.article.text)
+    clause = [sentence for sentence, _ in cases]
     if clause.count(quote.sentence) != 1:
         return quote.sentence
     at = clause.index(quote.sentence)
+    if cases[at][1]:
+        return cases[at][1] + "……" + quote.sentence
     if ANNOUNCES_ITEMS.search(quote.sentence):
         text = quote.sentence
         for n, item in enumerate(clause[at + 1 :]):

@@ -73,15 +73,21 @@ def sentences(text: str) -> list[str]:
     sentence-ending punctuation and line breaks, fragments under 4 characters dropped. A table
     row's case (its first cell) stays with the first sentence of what is done about it: apart,
     the case was quoted as the answer to "忘带准考证还能进考场吗" and the answer never was."""
+    return [sentence for sentence, _ in sentences_with_cases(text)]
+
+
+def sentences_with_cases(text: str) -> list[tuple[str, str]]:
+    """:func:`sentences`, each with the table-row case it is said of ("" outside a table row and for
+    the row's first sentence, which holds its case): 所误时间不补 is said of 考生发生晕场、疾病等情况."""
     pieces = []
     for line in text.splitlines(keepends=True):
         case = ROW_CASE.match(line)
         if case:
             first, *rest = SENTENCE_SPLIT.split(line[case.end() :])
-            pieces += [case.group() + first, *rest]
+            pieces += [(case.group() + first, ""), *((sentence, case.group().strip()) for sentence in rest)]
         else:
-            pieces += SENTENCE_SPLIT.split(line)
-    return [s.strip() for s in pieces if len(s.strip()) >= 4]
+            pieces += [(sentence, "") for sentence in SENTENCE_SPLIT.split(line)]
+    return [(s.strip(), c) for s, c in pieces if len(s.strip()) >= 4]
 
 
 # A line this long that stops mid-sentence was cut by the page layout, not by the author.

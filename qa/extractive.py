@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from qa.articles import sentences
+from qa.articles import sentences_with_cases
 from qa.config import Settings
 from qa.keywords import Synonyms, normalise
 from qa.models import AnswerKind, Article, Hit, Query
@@ -189,8 +189,9 @@ class ClauseReader:
         if cached is None:
             title = article.document.title if article.document else ""
             context = frozenset(self.units(" ".join([title, *article.path])))
-            # a heading or the title on its own line answers nothing
-            readable = [(s, frozenset(self.units(s))) for s in sentences(article.text) if s not in article.path and s not in title]
+            # a heading or the title on its own line answers nothing; a sentence of a table row is
+            # read with the row's case, as a sentence under a heading is read with its heading
+            readable = [(s, frozenset(self.units(f"{case} {s}"))) for s, case in sentences_with_cases(article.text) if s not in article.path and s not in title]
             whole = frozenset().union(*(u for _, u in readable)) if readable else frozenset()
             if len(self._clauses) >= CLAUSE_CACHE_SIZE:
                 self._clauses.clear()  # a large corpus: start again rather than grow without bound

@@ -339,6 +339,17 @@ def test_the_most_or_the_least_is_answered_by_a_bound(question, sentence, answer
     assert bool(asked_kind(question).found_by.search(sentence)) == answers
 
 
+def test_a_table_rows_sentence_is_read_and_shown_with_the_rows_case(answerer):
+    from qa.answering import in_context
+    from qa.models import Hit
+
+    text = "17.考生发生晕场、疾病等情况。\t报告考点主考。\t所误时间不补。\n18.个别监考发生晕场、疾病等。\t报告考点主考。\t安排机动监考员接替工作。"
+    article = Article(id="row", doc_id="d", label="（八）", path=["（八）"], text=text, start=0, end=0)
+    quotes = answerer.reader.quotes(answerer.reader.analyse("考生晕场了耽误的时间补不补"), [Hit(article, 1.0)])
+    assert quotes[0].sentence == "所误时间不补。"  # 考生 and 晕场 are in its row's case, not in it
+    assert in_context(quotes[0]) == "17.考生发生晕场、疾病等情况。……所误时间不补。"
+
+
 def test_a_list_is_quoted_with_its_items_and_an_item_with_its_list(answerer):
     from qa.answering import LIST_ITEMS_CHARS, in_context
     from qa.extractive import Quote

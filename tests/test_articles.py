@@ -1,6 +1,6 @@
 """Article splitting rules, each on a small hand-written text."""
 
-from qa.articles import assemble, cut_into_parts, match_heading, sentences, split_articles
+from qa.articles import assemble, cut_into_parts, match_heading, sentences, sentences_with_cases, split_articles
 from qa.models import Document
 from qa.text import cn_to_int, compact, int_to_cn, split_lines, strip_markup
 
@@ -223,3 +223,13 @@ def test_a_table_rows_case_is_one_sentence_with_the_first_thing_done_about_it():
     ]
     # a line without cells is split as before
     assert sentences("第一句话。第二句话；第三句话") == ["第一句话。", "第二句话；", "第三句话"]
+
+
+def test_the_later_sentences_of_a_table_row_are_said_of_its_case():
+    row = "17.考生发生晕场、疾病等情况。\t报告考点主考。不能继续考试的,允许其退场治疗。\t所误时间不补。\n下一段的句子。"
+    assert sentences_with_cases(row) == [
+        ("17.考生发生晕场、疾病等情况。\t报告考点主考。", ""),  # holds its case itself
+        ("不能继续考试的,允许其退场治疗。", "17.考生发生晕场、疾病等情况。"),
+        ("所误时间不补。", "17.考生发生晕场、疾病等情况。"),
+        ("下一段的句子。", ""),
+    ]
