@@ -27,6 +27,8 @@ from qa.query import ASKING_WORDS, NAMING_NUMBER, analyse, as_query, content_wor
 HAN_RUN = re.compile(r"[\u3400-\u9fff]+")
 LIST_LABEL = re.compile(r"^\s*(\d{1,3}\s*[.、．](?!\d)|\d{1,3}\t|[（(]\s*[一二三四五六七八九十\d]{1,3}\s*[)）]|[一二三四五六七八九十]{1,3}、|第[一二三四五六七八九十百\d]+条)\s*")
 FRAGMENT_SPLIT = re.compile(r"(?<=[，,；;：:])")
+# A sentence's opening up to a colon this short names what the rest says (森林草原防火戒严期：…).
+MAX_LABEL_CHARS = 20
 # What a figure leaves out, in brackets: 1个工作日办结（不含公告时间） says nothing of how long the
 # 公告 takes, so the words inside do not make the figure one about them.
 EXCLUDED = re.compile(r"[（(](?:不含|不包括|不计|除)[^）)]*[）)]")
@@ -357,4 +359,9 @@ class ClauseReader:
         # Fragments the question does not tell apart are all the answer: 几天能回复 gets both 咨询类
         # 2个工作日 and 投诉类 5个工作日, 投诉几天能回复 the complaint's alone.
         best = [f.strip().rstrip("，,；;：:。") for f, w in zip(fragments, on_topic) if w >= max(on_topic) - 1e-9]
-        return "，".join(best[:MAX_LEAD_FRAGMENTS])
+        lead = "，".join(best[:MAX_LEAD_FRAGMENTS])
+        # what a sentence opening "防火戒严期：即每年10月1日起…" defines is part of its answer
+        label = FRAGMENT_SPLIT.split(LIST_LABEL.sub("", sentence, count=1))[0].strip()
+        if label.endswith(("：", ":")) and len(label) <= MAX_LABEL_CHARS and not lead.startswith(label.rstrip("：:")):
+            return label + lead
+        return lead

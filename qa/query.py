@@ -24,10 +24,9 @@ PLACE_SUFFIXES = ("市", "县", "区", "旗")
 
 # 多少天 / 多少个工作日 ask for a duration even beside a fee (补贴多少天能到账)
 NOT_TIME = r"(?!天|个?工作日|个?月|年|周|个?小时|分钟)"
-NUMBER = r"[\d一二三四五六七八九十百千万两半]+"
-# An amount of money opens with a digit or a numeral: 万元 alone is a unit of output (万元增加值能耗,
-# 每百元), not a sum.
-AMOUNT = r"(?:\d[\d.,]*|[一二三四五六七八九十两半][一二三四五六七八九十百千万两]*)"
+# A number opens with a digit or a numeral: 万元 alone is a unit of output (万元增加值能耗, 每百元),
+# not a sum, and 百日 the name of a campaign (百日专项整治), not a date.
+NUMBER = r"(?:\d[\d.,]*|[一二三四五六七八九十两半][一二三四五六七八九十百千万两]*)"
 # A day of the month (10日, 5号), not a document number (〔2022〕8号).
 DAY = r"(?<![〕\d])\d{1,2}\s*[日号]|[一二三四五六七八九十]{1,3}[日号]"
 # Most specific first: a question is given the first kind it asks for, and a specific question
@@ -46,7 +45,7 @@ ANSWER_KINDS = (
         re.compile(rf"多少钱|(补贴|补助|奖励|收费|费用|贷|领|交|缴|罚|收|工资|薪酬|薪水|租金|报酬|待遇|能拿)多少{NOT_TIME}|(钱|奖金|资金|经费|补贴|补助|工资|租金|费用|价格|罚款)[^，。？?]{{0,6}}多少{NOT_TIME}|多少{NOT_TIME}[^，。？?]{{0,16}}(钱|奖金|资金|经费|工资|薪酬|租金|费用|补贴|补助|罚款)|费(?!率)[^，。？?]{{0,6}}多少{NOT_TIME}|收费吗|收不收费|免费\w{{0,4}}[吗不]|要钱吗|花钱吗"
                    # whether a fee is charged, however it is said (要交费吗, 收不收话费, 要不要花钱)
                    r"|(交|缴|付|收)(费|钱)[吗不]|收不收\w{0,2}费|要不要(花|交|缴|付)?(钱|费)|话费|手续费|工本费"),
-        re.compile(rf"{AMOUNT}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
+        re.compile(rf"{NUMBER}\s*(万|亿)?元|免费|不收费|不收取|无偿"),
     ),
     AnswerKind(
         "duration",
@@ -80,7 +79,7 @@ ANSWER_KINDS = (
     AnswerKind(
         "basis",
         re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
-        re.compile(rf"{NUMBER}\s*倍|{AMOUNT}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|基准|准|依据)"),
+        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|基准|准|依据)"),
     ),
     # What to bring or hand in (要带什么材料, 需要哪些证件): a sentence naming papers answers it; one
     # saying 提交申请及材料 names none. Before the count and the place: 去哪办、要带什么材料 is not
@@ -223,7 +222,9 @@ ASKING_WORDS = frozenset(
         "多少 几个 几次 几天 几月 几号 几点 几条 几类 几级 多久 多长 时间 哪些 哪个 哪几 什么 怎么 怎样 如何 是否 "
         "可以 能不能 能否 有没有 需要 分别 多大 一般 哪里 在哪 谁来 请问 我们 我家 现在 的话 要是 还是 "
         # the same asked colloquially, and whole phrases jieba keeps as one word
-        "多长时间 什么时候 啥时候 啥时 几时 何时 怎么办 咋办 咋整 怎么样 为什么 为啥 干啥 啥样 多远 哪天 哪年"
+        "多长时间 什么时候 啥时候 啥时 几时 何时 怎么办 咋办 咋整 怎么样 为什么 为啥 干啥 啥样 多远 哪天 哪年 "
+        # 从什么时候到什么时候 is cut 是从 / 什么 / 时候
+        "时候 是从"
     ).split()
 )
 HAN_WORD = re.compile(r"[\u3400-\u9fff]{2,}")

@@ -90,7 +90,8 @@ def test_how_an_amount_is_worked_out_wants_a_rule_of_calculation(answerer):
 
 def test_a_phone_question_wants_a_phone_number(answerer):
     answer = answerer.answer("防汛办的值班电话是多少？")
-    assert not answer.refused and answer.text.startswith("0952-2015578")
+    # the lead is the number, with what it is the number of when its sentence says so before a colon
+    assert not answer.refused and answer.text.startswith(("0952-2015578", "办公和值班电话及传真：0952-2015578"))
     # the 社会救助 plan gives wages and counts, but no number to call
     assert answerer.answer("惠农区社会救助入户核查员有问题打什么电话？").refused
 
@@ -289,6 +290,8 @@ def test_kind_of_answer_asked(question, kind):
         ("where", "面向全市社区居民办理", False),
         ("money", "耗能企业万元增加值能耗越高转换能耗指标越少", False),  # 万元 alone is a unit, no sum
         ("money", "补助标准为每户三千元", True),
+        ("date", "全区安全生产百日专项整治行动方案", False),  # 百日 names a campaign
+        ("date", "自7月中旬至11月底开展整治", True),
         ("basis", "以万元增加值能耗1.66吨标煤为基准划分类别", True),
         ("papers", "申请人需提交身份证、户口簿复印件", True),
         ("papers", "代其向乡镇人民政府提交书面申请及材料", False),  # names no paper
@@ -337,6 +340,15 @@ def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers
 )
 def test_the_most_or_the_least_is_answered_by_a_bound(question, sentence, answers):
     assert bool(asked_kind(question).found_by.search(sentence)) == answers
+
+
+def test_what_a_sentence_defines_before_its_colon_is_part_of_its_lead(answerer):
+    from qa.models import Hit
+
+    text = "一、森林草原防火戒严期：即每年10月1日起至次年5月31日。其中，1月15日至4月15日为我区森林草原高火险期。"
+    article = Article(id="ban", doc_id="d", label="一、", path=["一、戒严期"], text=text, start=0, end=0)
+    quotes = answerer.reader.quotes(answerer.reader.analyse("防火戒严期是从几月到几月"), [Hit(article, 1.0)])
+    assert quotes[0].lead == "森林草原防火戒严期：即每年10月1日起至次年5月31日"
 
 
 def test_a_table_rows_sentence_is_read_and_shown_with_the_rows_case(answerer):

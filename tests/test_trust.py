@@ -263,6 +263,7 @@ def test_unrelated_questions_after_a_follow_up_get_their_own_answers(answerer):
         ("饭馆装了燃气报警器，政府给不给补贴？补多少", {"补贴"}),  # the part before, when the asking part has none
         ("企业简易注销，公告期要公示多少天？", {"公告", "公示"}),
         ("我想问一下", set()),  # asks for no kind of answer
+        ("安全生产百日专项整治是从什么时候到什么时候", {"整治"}),  # not 是从 / 时候, the asking cut apart
     ],
 )
 def test_the_focus_is_what_the_kind_of_answer_is_asked_about(question, focus):
