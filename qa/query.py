@@ -79,7 +79,9 @@ ANSWER_KINDS = (
     AnswerKind(
         "basis",
         re.compile(r"怎么定|怎么(确定|核定|计算|算)|如何(确定|核定|计算)|按(照)?什么|(什么|啥)标准|标准是(什么|多少|怎样)"),
-        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|基准|准|依据)"),
+        re.compile(rf"{NUMBER}\s*倍|{NUMBER}\s*(万|亿)?元|系数|基数|乘以|参照|低于|高于|不超过|按照?[^，。；]{{0,30}}(标准|计算|核算|核定|确定|折算)|以[^，。；]{{1,20}}为(基数|标准|基准|准|依据)"
+                   # a threshold is a standard too (蓝色预警: 12小时内降雨量将达30毫米以上)
+                   rf"|{NUMBER}\s*(毫米|厘米|米|公里|千米|度|℃|%|级|分贝|立方米|平方米)\s*(以上|以下|以内)"),
     ),
     # What to bring or hand in (要带什么材料, 需要哪些证件): a sentence naming papers answers it; one
     # saying 提交申请及材料 names none. Before the count and the place: 去哪办、要带什么材料 is not
