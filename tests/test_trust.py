@@ -25,6 +25,8 @@ def answerer(settings):
         ("上海落户需要什么条件", "上海"),
         ("深圳南山区的保障性租赁住房怎么申请", "南山区"),
         ("成都市12345热线工单几天办结", "成都市"),
+        ("羊城的政务服务大厅周末开门吗", "羊城"),  # a city by its customary name
+        ("雄安新区的保障性租赁住房租金怎么定", "雄安新区"),  # a new area, no division of its own
     ],
 )
 def test_a_place_outside_the_corpus_is_not_covered_and_the_scope_is_said(answerer, question, place):
