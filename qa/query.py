@@ -167,10 +167,19 @@ def _count_of(measure: str) -> AnswerKind:
     return AnswerKind("count", base.asked_by, re.compile(rf"{NUMBER}(\.\d+)?\s*[余多]?\s*(万|亿)?\s*({group})(?![a-z²³\d])", re.IGNORECASE))
 
 
+# A rate asked (普及率要达到多少, 占比多少) wants a share: 85%, 百分之十, 三成; not the 9 counties and 261
+# villages whose rate is to rise.
+RATE_ASKED = re.compile(r"(率|比例|占比|比重)[^，。？?]{0,12}(多少|几)")
+RATE = re.compile(r"\d+(\.\d+)?\s*[%％‰]|百分之|[一二三四五六七八九十]成")
+
+
 def counted_in(kind: AnswerKind, question: str) -> AnswerKind:
-    """The count ``kind`` narrowed to the measure the question asks a number of, when it names one."""
+    """The count ``kind`` narrowed to the measure the question asks a number of, when it names one,
+    or to a share when it asks a rate."""
     match = COUNT_MEASURE.search(question)
-    return _count_of(match.group(1)) if match else kind
+    if match:
+        return _count_of(match.group(1))
+    return AnswerKind(kind.name, kind.asked_by, RATE) if RATE_ASKED.search(question) else kind
 
 
 @functools.cache
@@ -266,7 +275,8 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "", as
     kind = asked_kind(kind_text)
     places = place_words(text)
     if aspect is None:
-        aspect = elliptic_aspect(normalise(kind_from) if kind_from else "")
+        own = normalise(kind_from) if kind_from else ""
+        aspect = elliptic_aspect(own, earlier=normalised.replace(own, "") if own else "")
     return Query(
         text=text,
         normalised=normalised,
@@ -310,13 +320,17 @@ def focus_words(normalised: str, kind: AnswerKind | None) -> tuple[str, ...]:
 ELLIPTIC = re.compile(r"^[^，,。；;？?！!\s]{1,12}?呢[？?！!。\s]*$")
 
 
-def elliptic_aspect(own: str) -> tuple[str, ...]:
+def elliptic_aspect(own: str, earlier: str = "") -> tuple[str, ...]:
     """What a follow-up that names something and asks nothing (生活污水治理率呢？ 那投诉的呢？) names,
-    places aside (那惠农区呢 changes the region, which the places rule handles); () otherwise."""
+    places aside (那惠农区呢 changes the region, which the places rule handles); () otherwise.
+    Words the ``earlier`` questions used are not what it changes to: 那农村生活污水呢 after a
+    question on 农村卫生厕所 names 生活污水, not 农村."""
     if not own or not ELLIPTIC.match(own) or asked_kind(own):
         return ()
     places = set(place_words(own))
-    return tuple(w for w in content_words(own) if w not in places)[:FOCUS_WORDS_EACH_SIDE]
+    named = [w for w in content_words(own) if w not in places]
+    new = [w for w in named if w not in earlier]
+    return tuple(new or named)[:FOCUS_WORDS_EACH_SIDE]
 
 
 def inherited_aspect(question: str, asked_before: list[str]) -> tuple[str, ...] | None:

@@ -325,6 +325,13 @@ def test_a_measure_asked_is_found_in_its_symbols_too(question, sentence, answers
     assert kind.name == "count" and bool(kind.found_by.search(normalise(sentence))) == answers
 
 
+def test_a_rate_asked_is_answered_by_a_share():
+    kind = asked_kind("卫生厕所普及率到2025年要达到多少")
+    assert kind.found_by.search("全区农村卫生厕所普及率达到85%以上")
+    assert not kind.found_by.search("9个重点帮扶县、261个千人以上移民村卫生厕所普及率稳步提高")
+    assert asked_kind("配套用地占比最高能到多少").found_by.search("比例上限由7%提高到15%")  # a share, and a bound
+
+
 @pytest.mark.parametrize(
     ("question", "sentence", "answers"),
     [

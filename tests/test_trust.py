@@ -235,6 +235,14 @@ def test_a_follow_up_naming_only_a_place_asks_what_the_turn_before_asked_and_tha
     assert answer.grade == "answer" and answer.text.startswith("农村生活污水治理率达到34%")
 
 
+def test_an_elliptic_follow_ups_aspect_is_what_it_names_that_the_question_before_did_not():
+    from qa.query import elliptic_aspect
+
+    assert elliptic_aspect("那农村生活污水呢？", earlier="农村卫生厕所普及率要达到多少？") == ("生活", "污水")
+    assert elliptic_aspect("那农村生活污水呢？") == ("农村", "生活")  # alone: the first two it names
+    assert elliptic_aspect("那投诉的呢？", earlier="打12345投诉几天能回复？") == ("投诉",)  # nothing new: as named
+
+
 def test_an_inherited_aspect_is_only_for_a_follow_up_that_names_nothing_but_a_place():
     from qa.query import inherited_aspect
 
