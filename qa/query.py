@@ -271,7 +271,7 @@ def analyse(text: str, synonyms: Synonyms | None = None, kind_from: str = "", as
     synonyms = synonyms or Synonyms([])
     expansions = synonyms.expansions(normalised)
     tokens = tokenize(text) + (tokenize(" ".join(expansions)) if expansions else [])
-    kind_text = normalise(kind_from) if kind_from and asked_kind(kind_from) else normalised
+    kind_text = normalise(kind_from) if kind_from and asked_kind(kind_from) else _inherited_kind_text(normalised, normalise(kind_from)) if kind_from else normalised
     kind = asked_kind(kind_text)
     places = place_words(text)
     if aspect is None:
@@ -318,6 +318,26 @@ def focus_words(normalised: str, kind: AnswerKind | None) -> tuple[str, ...]:
 # A bare phrase and 呢 (红色的呢？ 三级四级呢？ 自治区那边呢？) asks the question before it again about
 # something else: Chinese ellipsis, whatever the phrase's words are.
 ELLIPTIC = re.compile(r"^[^，,。；;？?！!\s]{1,12}?呢[？?！!。\s]*$")
+
+
+# A follow-up asking a thing of its own (这个月标准工资都包括哪几块, 有什么条件) does not ask for the
+# kind of answer the question before wanted (按啥标准算: a basis of calculation).
+ASKS_OF_ITS_OWN = re.compile(r"哪几|哪些|什么|啥|怎么|怎样|如何|包括|是否|能不能|可不可以|可以吗|有没有|行不行|能.{0,8}吗")
+QUESTION_END = re.compile(r"(?<=[？?！!。])\s*")
+
+
+def _inherited_kind_text(normalised: str, own: str) -> str:
+    """The text whose kind of answer a follow-up ``own`` (without a kind of its own) asks for, in
+    the ``normalised`` question it is put in: none when it asks a thing of its own, else the latest
+    earlier question asking for a kind (那机关工勤人员呢 after 包括哪几块 after 按啥标准算 asks what
+    it is made of, as the turn before did), stopping at one that asked a thing of its own."""
+    if ASKS_OF_ITS_OWN.search(own):
+        return own
+    earlier = normalised.replace(own, "") if own else normalised
+    for part in reversed([p for p in QUESTION_END.split(earlier) if p.strip()]):
+        if asked_kind(part) or ASKS_OF_ITS_OWN.search(part):
+            return part
+    return normalised
 
 
 def elliptic_aspect(own: str, earlier: str = "") -> tuple[str, ...]:

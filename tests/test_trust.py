@@ -235,6 +235,16 @@ def test_a_follow_up_naming_only_a_place_asks_what_the_turn_before_asked_and_tha
     assert answer.grade == "answer" and answer.text.startswith("农村生活污水治理率达到34%")
 
 
+def test_a_follow_up_asking_a_thing_of_its_own_does_not_ask_the_kind_the_question_before_asked():
+    first = "泾源县事业单位的住房补贴按啥标准算？"  # a basis of calculation
+    own = analyse(f"{first} 月标准工资都包括哪几块？", kind_from="月标准工资都包括哪几块？")
+    assert own.kind is None  # what it is made of: 包括职务岗位工资…, no rule of calculation
+    # an elliptic one asks what the latest question before it asked
+    after = analyse(f"{first} 月标准工资都包括哪几块？ 那机关工勤人员呢？", kind_from="那机关工勤人员呢？")
+    assert after.kind is None
+    assert analyse(f"{first} 那行政机关的呢？", kind_from="那行政机关的呢？").kind.name == "basis"
+
+
 def test_an_elliptic_follow_ups_aspect_is_what_it_names_that_the_question_before_did_not():
     from qa.query import elliptic_aspect
 
